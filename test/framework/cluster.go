@@ -1,0 +1,104 @@
+package framework
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Cluster is a handle on one sandbox cluster for tests: clients, kubeconfig
+// and kubectl.
+type Cluster struct {
+	Name string
+	// Kubeconfig is the path of an admin kubeconfig.
+	Kubeconfig string
+	// Server is the kube-apiserver URL.
+	Server     string
+	RESTConfig *rest.Config
+	Client     client.Client
+	Clientset  kubernetes.Interface
+	// Nodes are the names of the cluster's kwok nodes.
+	Nodes []string
+
+	kubectl string
+}
+
+// Scheme is what Cluster.Client knows: client-go's built-in types.
+var Scheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+// Cluster returns the handle on the named cluster.
+func (s *Sandbox) Cluster(name string) (*Cluster, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.clusters[name]; ok {
+		return c, nil
+	}
+	st := s.clusterState(name)
+	if st == nil {
+		return nil, fmt.Errorf("no cluster %q in the sandbox (have %s)", name, strings.Join(s.ClusterNames(), ", "))
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", st.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("loading %s: %w", st.Kubeconfig, err)
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
+	cl, err := client.New(cfg, client.Options{Scheme: Scheme})
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
+	c := &Cluster{
+		Name: name, Kubeconfig: st.Kubeconfig, Server: st.Server, RESTConfig: cfg,
+		Client: cl, Clientset: cs, Nodes: st.Nodes,
+		kubectl: filepath.Join(s.binDir(), "kubectl"),
+	}
+	s.clusters[name] = c
+	return c, nil
+}
+
+// binDir is where the sandbox's binaries live, read back from a process.
+func (s *Sandbox) binDir() string {
+	for _, p := range s.Processes {
+		return filepath.Dir(p.Binary)
+	}
+	return "bin"
+}
+
+// Kubectl runs kubectl against the cluster and returns its standard output;
+// the error carries standard error.
+func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
+	return c.KubectlWithInput(ctx, "", args...)
+}
+
+// KubectlWithInput is Kubectl with stdin.
+func (c *Cluster) KubectlWithInput(ctx context.Context, stdin string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, c.kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("kubectl %s (cluster %s): %w: %s", strings.Join(args, " "), c.Name, err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}

@@ -1,0 +1,19 @@
+package framework
+
+import "time"
+
+// Timeouts and intervals for Gomega's Eventually and Consistently, in one
+// place so that every suite waits alike.
+const (
+	// ShortTimeout is for what an API server does at once: an object is
+	// visible, a controller-manager reconciles.
+	ShortTimeout = 15 * time.Second
+	// PodTimeout is for a pod or a workload to become Running or Complete.
+	PodTimeout = 60 * time.Second
+	// LongTimeout is for start-up of whole components.
+	LongTimeout = 2 * time.Minute
+	// Interval is how often Eventually checks.
+	Interval = 250 * time.Millisecond
+	// ConsistentlyDuration is how long Consistently watches that nothing happens.
+	ConsistentlyDuration = 3 * time.Second
+)
