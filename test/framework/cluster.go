@@ -29,6 +29,8 @@ type Cluster struct {
 	Clientset  kubernetes.Interface
 	// Nodes are the names of the cluster's kwok nodes.
 	Nodes []string
+	// ContainerLog is the file kwok serves as every container's log.
+	ContainerLog string
 
 	kubectl string
 }
@@ -68,7 +70,7 @@ func (s *Sandbox) Cluster(name string) (*Cluster, error) {
 	}
 	c := &Cluster{
 		Name: name, Kubeconfig: st.Kubeconfig, Server: st.Server, RESTConfig: cfg,
-		Client: cl, Clientset: cs, Nodes: st.Nodes,
+		Client: cl, Clientset: cs, Nodes: st.Nodes, ContainerLog: st.ContainerLog,
 		kubectl: filepath.Join(s.binDir(), "kubectl"),
 	}
 	s.clusters[name] = c
@@ -89,8 +91,14 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
 	return c.KubectlWithInput(ctx, "", args...)
 }
 
-// KubectlWithInput is Kubectl with stdin.
+// KubectlWithInput is Kubectl with stdin. Without a deadline in ctx, the
+// command is given KubectlTimeout.
 func (c *Cluster) KubectlWithInput(ctx context.Context, stdin string, args ...string) (string, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, KubectlTimeout)
+		defer cancel()
+	}
 	cmd := exec.CommandContext(ctx, c.kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -101,4 +109,10 @@ func (c *Cluster) KubectlWithInput(ctx context.Context, stdin string, args ...st
 		return stdout.String(), fmt.Errorf("kubectl %s (cluster %s): %w: %s", strings.Join(args, " "), c.Name, err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
+}
+
+// AppendContainerLog adds lines to what every container of the cluster
+// logs: `kubectl logs -f` and `attach` stream them as they come.
+func (c *Cluster) AppendContainerLog(lines ...string) error {
+	return appendCRILog(c.ContainerLog, lines...)
 }

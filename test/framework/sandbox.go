@@ -56,6 +56,9 @@ type ClusterState struct {
 	Nodes []string       `json:"nodes"`
 	// PodCIDR is where kwok takes pod IPs from.
 	PodCIDR string `json:"podCIDR"`
+	// ContainerLog is the CRI-format file that kwok serves as every
+	// container's log (and streams to attach).
+	ContainerLog string `json:"containerLog"`
 }
 
 // Sandbox is a running fleet of local clusters.
@@ -579,16 +582,11 @@ leaderElection:
 
 func (c *clusterSetup) writeKwokConfig() (string, error) {
 	logs := filepath.Join(c.dir, "container.log")
+	c.state.ContainerLog = logs
+	if err := appendCRILog(logs, c.logText...); err != nil {
+		return "", err
+	}
 	var buf bytes.Buffer
-	// kwok serves container logs in the CRI format.
-	stamp := time.Now().UTC().Format(time.RFC3339Nano)
-	for _, line := range c.logText {
-		fmt.Fprintf(&buf, "%s stdout F %s\n", stamp, line)
-	}
-	if err := os.WriteFile(logs, buf.Bytes(), 0o644); err != nil {
-		return "", fmt.Errorf("writing %s: %w", logs, err)
-	}
-	buf.Reset()
 	err := kwokTemplate.Execute(&buf, map[string]string{"LogsFile": logs, "WorkDir": c.dir, "Cluster": c.cfg.Name})
 	if err != nil {
 		return "", fmt.Errorf("rendering kwok config: %w", err)
@@ -598,6 +596,25 @@ func (c *clusterSetup) writeKwokConfig() (string, error) {
 		return "", fmt.Errorf("writing %s: %w", path, err)
 	}
 	return path, nil
+}
+
+// appendCRILog appends lines to a container log file in the CRI format
+// that kwok serves: "<RFC3339Nano> stdout F <text>".
+func appendCRILog(path string, lines ...string) error {
+	var buf bytes.Buffer
+	stamp := time.Now().UTC().Format(time.RFC3339Nano)
+	for _, line := range lines {
+		fmt.Fprintf(&buf, "%s stdout F %s\n", stamp, line)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", path, err)
+	}
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 //go:embed kwok.yaml.tmpl

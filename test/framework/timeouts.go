@@ -12,6 +12,8 @@ const (
 	PodTimeout = 60 * time.Second
 	// LongTimeout is for start-up of whole components.
 	LongTimeout = 2 * time.Minute
+	// KubectlTimeout bounds one kubectl command run by a test.
+	KubectlTimeout = time.Minute
 	// Interval is how often Eventually checks.
 	Interval = 250 * time.Millisecond
 	// ConsistentlyDuration is how long Consistently watches that nothing happens.

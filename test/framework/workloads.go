@@ -103,4 +103,3 @@ func podReady(p *corev1.Pod) bool {
 	}
 	return false
 }
-

@@ -1,0 +1,86 @@
+# Flotilla. `make help` lists the targets.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+BIN        ?= $(CURDIR)/bin
+SANDBOX    ?= $(CURDIR)/.sandbox
+TARGETS    ?= 2
+GO         ?= go
+GOTESTFLAGS ?=
+E2E_TIMEOUT ?= 30m
+
+COMMANDS := proxy-scheduler candidate-scheduler controller-manager
+SANDBOX_TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+##@ Build
+
+.PHONY: build
+build: ## Build the three Flotilla binaries into bin/.
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(COMMANDS))
+	$(GO) build -o $(BIN)/sandbox ./hack/sandbox
+
+.PHONY: tools
+tools: ## Build (once, cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok into bin/.
+	hack/build-tools.sh $(SANDBOX_TOOLS)
+
+##@ Test
+
+.PHONY: test
+test: verify tools build ## What CI runs: verify, then unit and end-to-end tests (the e2e suite starts its own sandbox).
+	FLOTILLA_BIN=$(BIN) $(GO) test $(GOTESTFLAGS) -count=1 -timeout $(E2E_TIMEOUT) -v ./... 2>&1 | hack/test-summary.sh
+
+.PHONY: test-unit
+test-unit: ## Unit tests only (no API server needed).
+	$(GO) test $(GOTESTFLAGS) -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+
+.PHONY: test-e2e
+test-e2e: tools build ## End-to-end tests on a sandbox of their own (or FLOTILLA_SANDBOX=.sandbox to reuse one).
+	FLOTILLA_BIN=$(BIN) $(GO) test $(GOTESTFLAGS) -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/... 2>&1 | hack/test-summary.sh
+
+##@ Code quality
+
+.PHONY: lint
+lint: ## golangci-lint v2 (built from its module), config in .golangci.yaml.
+	hack/build-tools.sh golangci-lint
+	$(BIN)/golangci-lint run ./...
+
+.PHONY: verify
+verify: ## gofmt, go vet, go mod tidy (main and tool modules) must leave no diff.
+	hack/verify.sh
+
+##@ Sandbox
+
+.PHONY: sandbox-up
+sandbox-up: tools ## Start the local fleet: source + TARGETS targets (default 2) on loopback.
+	$(GO) build -o $(BIN)/sandbox ./hack/sandbox
+	$(BIN)/sandbox up --dir $(SANDBOX) --bin $(BIN) --targets $(TARGETS) $(SANDBOX_FLAGS)
+
+# Extra flags for `sandbox up`, e.g. SANDBOX_FLAGS='--nodes target-1=count=5,cpu=8'.
+SANDBOX_FLAGS ?=
+
+.PHONY: sandbox-status
+sandbox-status: ## Show the fleet's clusters, nodes and processes.
+	$(GO) build -o $(BIN)/sandbox ./hack/sandbox
+	$(BIN)/sandbox status --dir $(SANDBOX)
+
+.PHONY: sandbox-down
+sandbox-down: ## Stop exactly what sandbox-up started and remove its state.
+	$(GO) build -o $(BIN)/sandbox ./hack/sandbox
+	$(BIN)/sandbox down --dir $(SANDBOX)
+
+##@ Demo
+
+.PHONY: demo
+demo: tools ## Bring up the fleet (or reuse the running one) and show its clusters, nodes and kubeconfigs.
+	$(GO) build -o $(BIN)/sandbox ./hack/sandbox
+	$(BIN)/sandbox up --reuse --dir $(SANDBOX) --bin $(BIN) --targets $(TARGETS) $(SANDBOX_FLAGS)
+	@hack/demo.sh $(SANDBOX) $(BIN)
+
+.PHONY: demo-down
+demo-down: sandbox-down ## Stop the demo fleet.

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Fails when formatting, vet or module tidiness would change anything.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+fail=0
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*'))
+if [[ -n $unformatted ]]; then
+  echo "gofmt would change:" >&2
+  echo "$unformatted" >&2
+  fail=1
+fi
+
+go vet ./... || fail=1
+
+for mod in . hack/tools/*/; do
+  if ! (cd "$mod" && go mod tidy -diff >/dev/null 2>&1); then
+    echo "go mod tidy would change $mod/go.mod or go.sum:" >&2
+    (cd "$mod" && go mod tidy -diff) >&2 || true
+    fail=1
+  fi
+done
+
+if [[ $fail -ne 0 ]]; then
+  echo "verify: FAILED" >&2
+  exit 1
+fi
+echo "verify: ok"
