@@ -11,7 +11,7 @@ echo
 for c in $clusters; do
   echo "== $c  (KUBECONFIG=$SANDBOX/$c/kubeconfig)"
   "$BIN/kubectl" --kubeconfig "$SANDBOX/$c/kubeconfig" get nodes \
-    -L topology.kubernetes.io/region -o wide | cut -c1-150
+    -L topology.kubernetes.io/region -L node.kubernetes.io/instance-type
   echo
 done
 cat <<MSG

@@ -125,7 +125,7 @@ func TestKubectlStreamsFromKwokNodes(t *testing.T) {
 		g.Expect(m).To(HaveLen(2), "port-forward said %q", line)
 		conn, err := net.DialTimeout("tcp", "127.0.0.1:"+m[1], 5*time.Second)
 		g.Expect(err).NotTo(HaveOccurred())
-		defer conn.Close()
+		defer func() { _ = conn.Close() }()
 		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 		_, err = conn.Write([]byte("ping through port-forward\n"))
 		g.Expect(err).NotTo(HaveOccurred())
@@ -207,8 +207,8 @@ func TestClustersAreIsolated(t *testing.T) {
 	target := cluster(t, framework.TargetName(1))
 	foreign := *src.RESTConfig
 	foreign.Host = target.Server
-	foreign.TLSClientConfig.CAData = target.RESTConfig.TLSClientConfig.CAData
-	foreign.TLSClientConfig.CAFile = target.RESTConfig.TLSClientConfig.CAFile
+	foreign.CAData = target.RESTConfig.CAData
+	foreign.CAFile = target.RESTConfig.CAFile
 	cl, err := client.New(&foreign, client.Options{Scheme: framework.Scheme})
 	g.Expect(err).NotTo(HaveOccurred())
 	err = cl.List(ctx, &corev1.NamespaceList{})

@@ -70,7 +70,7 @@ func (c *Component) Get(ctx context.Context, url, bearerToken string) (int, stri
 	if err != nil {
 		return 0, "", err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body := make([]byte, 0, 1<<16)
 	buf := make([]byte, 32<<10)
 	for {

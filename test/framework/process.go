@@ -50,7 +50,7 @@ func (p *Process) start(detach bool) error {
 	if err != nil {
 		return fmt.Errorf("opening log of %s: %w", p.ID(), err)
 	}
-	defer logFile.Close()
+	defer func() { _ = logFile.Close() }() // the child has its own descriptor
 	cmd := exec.Command(p.Binary, p.Args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Dir = filepath.Dir(p.Log)
