@@ -17,6 +17,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -231,4 +232,59 @@ func TestSecondUpDoesNotClobberRunningSandbox(t *testing.T) {
 	g.Expect(again.ClusterNames()).To(Equal(sandbox.ClusterNames()))
 	src := cluster(t, framework.SourceCluster)
 	g.Expect(src.Client.List(t.Context(), &corev1.NamespaceList{})).To(Succeed())
+}
+
+// A cluster's API server can be stopped (an outage) and started again on the
+// same address; the rest of the fleet is not disturbed.
+func TestAPIServerOutageAndReturn(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	name := framework.TargetName(2)
+	c := cluster(t, name)
+	g.Expect(sandbox.StopProcess(name, "kube-apiserver")).To(Succeed())
+	err := c.Client.List(ctx, &corev1.NamespaceList{})
+	g.Expect(err).To(HaveOccurred(), "%s still answers with its API server stopped", name)
+	g.Expect(cluster(t, framework.TargetName(1)).Client.List(ctx, &corev1.NamespaceList{})).To(Succeed())
+
+	g.Expect(sandbox.StartProcess(ctx, name, "kube-apiserver")).To(Succeed())
+	g.Expect(c.Client.List(ctx, &corev1.NamespaceList{})).To(Succeed())
+	g.Eventually(func() error {
+		return c.RunningOnOwnNodes(ctx, "default", map[string]string{"no-such": "pod"}, 0)
+	}, framework.ShortTimeout, framework.Interval).Should(Succeed())
+	g.Expect(sandbox.Crashed()).To(BeEmpty())
+}
+
+// Nodes can join a running cluster; kwok makes them Ready and schedulable.
+func TestAddNodesToRunningCluster(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	name := framework.TargetName(2)
+	names, err := sandbox.AddNodes(ctx, name, framework.NodePool{
+		Name: "added", Count: 1, CPU: "16", Memory: "64Gi", Pods: "110",
+		Labels: map[string]string{"example.com/pool": "added"},
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(names).To(HaveLen(1))
+	c := cluster(t, name)
+	g.Expect(c.Nodes).To(ContainElement(names[0]))
+	g.Eventually(func(g Gomega) {
+		var node corev1.Node
+		g.Expect(c.Client.Get(ctx, client.ObjectKey{Name: names[0]}, &node)).To(Succeed())
+		g.Expect(node.Labels).To(HaveKeyWithValue("example.com/pool", "added"))
+		g.Expect(node.Status.Allocatable.Cpu().String()).To(Equal("16"))
+		g.Expect(node.Status.Conditions).To(ContainElement(And(
+			HaveField("Type", corev1.NodeReady), HaveField("Status", corev1.ConditionTrue))))
+		g.Expect(node.Spec.Taints).To(BeEmpty())
+	}, framework.PodTimeout, framework.Interval).Should(Succeed())
+
+	// A pod that fits only the new node runs there.
+	ns := c.CreateNamespace(t, nil)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "big", Labels: map[string]string{"app": "big"}}, Spec: framework.PodSpec()}
+	pod.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("12")
+	g.Expect(c.Client.Create(ctx, pod)).To(Succeed())
+	g.Eventually(func() error {
+		return c.RunningOnOwnNodes(ctx, ns, map[string]string{"app": "big"}, 1)
+	}, framework.PodTimeout, framework.Interval).Should(Succeed())
+	g.Expect(c.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)).To(Succeed())
+	g.Expect(pod.Spec.NodeName).To(Equal(names[0]))
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -70,7 +71,7 @@ func (s *Sandbox) Cluster(name string) (*Cluster, error) {
 	}
 	c := &Cluster{
 		Name: name, Kubeconfig: st.Kubeconfig, Server: st.Server, RESTConfig: cfg,
-		Client: cl, Clientset: cs, Nodes: st.Nodes, ContainerLog: st.ContainerLog,
+		Client: cl, Clientset: cs, Nodes: slices.Clone(st.Nodes), ContainerLog: st.ContainerLog,
 		kubectl: filepath.Join(s.binDir(), "kubectl"),
 	}
 	s.clusters[name] = c

@@ -1,6 +1,8 @@
 package framework
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -93,5 +95,27 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("validate() = %v, want an error containing %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// Up never wipes a folder that holds something other than a sandbox.
+func TestUpRefusesForeignFolder(t *testing.T) {
+	bin := t.TempDir()
+	for _, name := range requiredBinaries {
+		if err := os.WriteFile(filepath.Join(bin, name), nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	precious := filepath.Join(dir, "precious.txt")
+	if err := os.WriteFile(precious, []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Up(t.Context(), DefaultConfig(dir, bin, 1))
+	if err == nil || !strings.Contains(err.Error(), "holds no sandbox") {
+		t.Fatalf("Up() = %v, want an error about a foreign folder", err)
+	}
+	if data, err := os.ReadFile(precious); err != nil || string(data) != "keep me" {
+		t.Errorf("Up touched a foreign folder: %q, %v", data, err)
 	}
 }

@@ -5,12 +5,14 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"text/template"
@@ -108,14 +110,22 @@ func Up(ctx context.Context, cfg Config) (_ *Sandbox, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolving %s: %w", cfg.BinDir, err)
 	}
-	if old, err := Load(dir); err == nil {
-		if old.anyAlive() {
-			return nil, &AlreadyRunningError{Dir: dir}
+	old, err := Load(dir)
+	switch {
+	case err == nil && old.anyAlive():
+		return nil, &AlreadyRunningError{Dir: dir}
+	case err == nil:
+		// A stale sandbox whose processes are gone: start afresh.
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("removing stale sandbox state: %w", err)
 		}
-	}
-	// Whatever is left is a stale sandbox whose processes are gone.
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, fmt.Errorf("removing stale sandbox state: %w", err)
+	case errors.Is(err, os.ErrNotExist):
+		// Never wipe a folder that is not a sandbox's.
+		if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+			return nil, fmt.Errorf("%s is not empty and holds no sandbox (%s); choose another folder", dir, StateFile)
+		}
+	default:
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", dir, err)
@@ -626,26 +636,71 @@ var kwokTemplate = template.Must(template.New("kwok").Parse(kwokTemplateText))
 // themselves: with capacity in their status.
 func (c *clusterSetup) registerNodes(ctx context.Context, cs kubernetes.Interface) error {
 	for _, pool := range c.cfg.Nodes {
-		for i := range pool.Count {
-			node := c.node(pool, i)
-			if _, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("cluster %s: registering node %s: %w", c.cfg.Name, node.Name, err)
-			}
-			c.state.Nodes = append(c.state.Nodes, node.Name)
+		names, err := registerPool(ctx, cs, c.cfg.Name, pool, 0)
+		c.sb.mu.Lock()
+		c.state.Nodes = append(c.state.Nodes, names...)
+		c.sb.mu.Unlock()
+		if err != nil {
+			return err
 		}
 	}
 	return c.sb.save()
 }
 
-func (c *clusterSetup) node(pool NodePool, i int) *corev1.Node {
-	name := fmt.Sprintf("%s-%s-%d", c.cfg.Name, pool.Name, i)
+// registerPool creates pool.Count nodes numbered from first and returns the
+// names of those it created.
+func registerPool(ctx context.Context, cs kubernetes.Interface, cluster string, pool NodePool, first int) ([]string, error) {
+	var names []string
+	for i := first; i < first+pool.Count; i++ {
+		node := newNode(cluster, pool, i)
+		if _, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return names, fmt.Errorf("cluster %s: registering node %s: %w", cluster, node.Name, err)
+		}
+		names = append(names, node.Name)
+	}
+	return names, nil
+}
+
+// AddNodes registers more kwok nodes in a running cluster (as when a node
+// joins) and returns their names; kwok makes them Ready.
+func (s *Sandbox) AddNodes(ctx context.Context, cluster string, pool NodePool) ([]string, error) {
+	if err := pool.validate(); err != nil {
+		return nil, err
+	}
+	c, err := s.Cluster(cluster)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	st := s.clusterState(cluster)
+	first := 0
+	prefix := fmt.Sprintf("%s-%s-", cluster, pool.Name)
+	for _, n := range st.Nodes {
+		if strings.HasPrefix(n, prefix) {
+			first++
+		}
+	}
+	s.mu.Unlock()
+	names, err := registerPool(ctx, c.Clientset, cluster, pool, first)
+	s.mu.Lock()
+	st.Nodes = append(st.Nodes, names...)
+	c.Nodes = slices.Clone(st.Nodes)
+	s.mu.Unlock()
+	if saveErr := s.save(); err == nil {
+		err = saveErr
+	}
+	return names, err
+}
+
+func newNode(cluster string, pool NodePool, i int) *corev1.Node {
+	name := fmt.Sprintf("%s-%s-%d", cluster, pool.Name, i)
 	labels := map[string]string{
 		corev1.LabelHostname:           name,
 		corev1.LabelOSStable:           "linux",
 		corev1.LabelArchStable:         "amd64",
 		corev1.LabelInstanceTypeStable: "kwok-" + pool.CPU + "cpu-" + strings.ToLower(pool.Memory),
 		"type":                         "kwok",
-		SandboxClusterLabel:            c.cfg.Name,
+		SandboxClusterLabel:            cluster,
 	}
 	for k, v := range pool.Labels {
 		labels[k] = v
@@ -801,4 +856,67 @@ func (s *Sandbox) writeMergedKubeconfig() error {
 		return fmt.Errorf("writing %s: %w", s.Kubeconfig, err)
 	}
 	return nil
+}
+
+// process finds a cluster's component ("kube-apiserver", "kwok", ...).
+func (s *Sandbox) process(cluster, name string) (*Process, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.Processes {
+		if p.Cluster == cluster && p.Name == name {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("no process %s/%s in the sandbox", cluster, name)
+}
+
+// StopProcess stops one component of a cluster, as an outage would: e.g.
+// StopProcess("target-1", "kube-apiserver") makes the cluster stop answering.
+func (s *Sandbox) StopProcess(cluster, name string) error {
+	p, err := s.process(cluster, name)
+	if err != nil {
+		return err
+	}
+	p.stop(10 * time.Second)
+	if p.Alive() {
+		return fmt.Errorf("%s did not stop", p.ID())
+	}
+	return nil
+}
+
+// StartProcess starts a stopped component again with the same flags (and so
+// the same port), and for an API server waits until it is ready.
+func (s *Sandbox) StartProcess(ctx context.Context, cluster, name string) error {
+	p, err := s.process(cluster, name)
+	if err != nil {
+		return err
+	}
+	if p.Alive() {
+		return fmt.Errorf("%s is already running (pid %d)", p.ID(), p.PID)
+	}
+	s.mu.Lock()
+	err = p.start(s.Detached)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := s.save(); err != nil {
+		return err
+	}
+	if name != "kube-apiserver" {
+		return nil
+	}
+	c, err := s.Cluster(cluster)
+	if err != nil {
+		return err
+	}
+	httpClient, err := rest.HTTPClientFor(c.RESTConfig)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	return waitFor(ctx, p.ID(), []*Process{p}, func(ctx context.Context) error {
+		return httpOK(ctx, httpClient, c.Server+"/readyz")
+	})
 }
