@@ -43,6 +43,20 @@ test-unit: ## Unit tests only (no API server needed).
 test-e2e: tools build ## End-to-end tests on a sandbox of their own (or FLOTILLA_SANDBOX=.sandbox to reuse one).
 	FLOTILLA_BIN=$(BIN) $(GO) test $(GOTESTFLAGS) -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/... 2>&1 | hack/test-summary.sh
 
+##@ Code generation
+
+CONTROLLER_GEN = $(BIN)/controller-gen
+
+.PHONY: manifests
+manifests: ## Generate CRDs (config/crd/bases) from the API types with controller-gen.
+	hack/build-tools.sh controller-gen
+	$(CONTROLLER_GEN) crd paths=./pkg/apis/... output:crd:artifacts:config=config/crd/bases
+
+.PHONY: generate
+generate: ## Generate deepcopy functions for the API types with controller-gen.
+	hack/build-tools.sh controller-gen
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./pkg/apis/...
+
 ##@ Code quality
 
 .PHONY: lint
@@ -51,7 +65,7 @@ lint: ## golangci-lint v2 (built from its module), config in .golangci.yaml.
 	$(BIN)/golangci-lint run ./...
 
 .PHONY: verify
-verify: ## gofmt, go vet, go mod tidy (main and tool modules) must leave no diff.
+verify: ## Generated files up to date; gofmt, go vet, go mod tidy (every module) leave no diff.
 	hack/verify.sh
 
 ##@ Sandbox

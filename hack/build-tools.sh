@@ -22,6 +22,7 @@ TOOLS=(
   "kube-scheduler|kubernetes|k8s.io/kubernetes/cmd/kube-scheduler|$K8S_VERSION"
   "kubectl|kubernetes|k8s.io/kubernetes/cmd/kubectl|$K8S_VERSION"
   "kwok|kwok|sigs.k8s.io/kwok/cmd/kwok|v0.8.0"
+  "controller-gen|controller-gen|sigs.k8s.io/controller-tools/cmd/controller-gen|v0.23.0"
   "golangci-lint|golangci-lint|github.com/golangci/golangci-lint/v2/cmd/golangci-lint|v2.15.0"
 )
 SANDBOX_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)

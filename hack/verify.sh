@@ -4,6 +4,20 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 fail=0
+
+# Generated files must be what the generators make of the sources now.
+generated=(config/crd pkg/apis)
+before=$(mktemp -d)
+trap 'rm -rf "$before"' EXIT
+for d in "${generated[@]}"; do mkdir -p "$before/$d" && cp -a "$d/." "$before/$d/"; done
+make --no-print-directory manifests generate >/dev/null
+for d in "${generated[@]}"; do
+  if ! diff -r "$before/$d" "$d" >/dev/null; then
+    echo "generated files in $d were out of date; regenerated them (review and commit):" >&2
+    diff -r "$before/$d" "$d" | head -40 >&2 || true
+    fail=1
+  fi
+done
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*'))
 if [[ -n $unformatted ]]; then
   echo "gofmt would change:" >&2
