@@ -165,4 +165,3 @@ spec:
 	g.Expect(c2.Spec.ExcludedLabelsRegexp).To(Equal(ptr.To(`^node\.kubernetes\.io/`)))
 	g.Expect(c2.Spec.KubeconfigSecret.Context).To(Equal("cluster2"))
 }
-

@@ -44,4 +44,3 @@ func (c *Cluster) InstallCRDs(ctx context.Context) error {
 		return nil
 	})
 }
-

@@ -62,7 +62,3 @@ type ClusterSourceList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ClusterSource `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ClusterSource{}, &ClusterSourceList{})
-}

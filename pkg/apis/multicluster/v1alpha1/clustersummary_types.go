@@ -46,7 +46,3 @@ type ClusterSummaryList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ClusterSummary `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ClusterSummary{}, &ClusterSummaryList{})
-}

@@ -75,7 +75,3 @@ type ClusterTargetList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ClusterTarget `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ClusterTarget{}, &ClusterTargetList{})
-}

@@ -10,8 +10,9 @@
 package v1alpha1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
@@ -19,8 +20,21 @@ var (
 	GroupVersion = schema.GroupVersion{Group: "multicluster.admiralty.io", Version: "v1alpha1"}
 
 	// SchemeBuilder registers this API's types.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
 	// AddToScheme adds this API's types to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
+
+func addKnownTypes(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion,
+		&Target{}, &TargetList{},
+		&ClusterTarget{}, &ClusterTargetList{},
+		&Source{}, &SourceList{},
+		&ClusterSource{}, &ClusterSourceList{},
+		&PodChaperon{}, &PodChaperonList{},
+		&ClusterSummary{}, &ClusterSummaryList{},
+	)
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}

@@ -43,7 +43,3 @@ type PodChaperonList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []PodChaperon `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&PodChaperon{}, &PodChaperonList{})
-}

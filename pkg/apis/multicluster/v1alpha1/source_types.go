@@ -54,7 +54,3 @@ type SourceList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Source `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Source{}, &SourceList{})
-}

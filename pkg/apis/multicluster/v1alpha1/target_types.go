@@ -72,7 +72,3 @@ type TargetList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Target `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Target{}, &TargetList{})
-}
