@@ -48,9 +48,10 @@ test-e2e: tools build ## End-to-end tests on a sandbox of their own (or FLOTILLA
 CONTROLLER_GEN = $(BIN)/controller-gen
 
 .PHONY: manifests
-manifests: ## Generate CRDs (config/crd/bases) from the API types with controller-gen.
+manifests: ## Generate CRDs (config/crd/bases) and RBAC (config/rbac) with controller-gen.
 	hack/build-tools.sh controller-gen
 	$(CONTROLLER_GEN) crd paths=./pkg/apis/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=flotilla-controller-manager paths=./pkg/controllers/... output:rbac:artifacts:config=config/rbac
 
 .PHONY: generate
 generate: ## Generate deepcopy functions for the API types with controller-gen.

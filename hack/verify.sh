@@ -6,10 +6,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 fail=0
 
 # Generated files must be what the generators make of the sources now.
-generated=(config/crd pkg/apis)
+generated=(config/crd config/rbac pkg/apis)
 before=$(mktemp -d)
 trap 'rm -rf "$before"' EXIT
-for d in "${generated[@]}"; do mkdir -p "$before/$d" && cp -a "$d/." "$before/$d/"; done
+for d in "${generated[@]}"; do mkdir -p "$before/$d" "$d" && cp -a "$d/." "$before/$d/"; done
 make --no-print-directory manifests generate >/dev/null
 for d in "${generated[@]}"; do
   if ! diff -r "$before/$d" "$d" >/dev/null; then

@@ -3,8 +3,9 @@
 // chaperon, feedback, follow, summary, source and cleanup controllers. It runs
 // in every cluster of a fleet.
 //
-// The controllers arrive with later work; today the manager starts, elects a
-// leader when asked to, and serves its health and metrics endpoints.
+// Today it runs the summary controller (a target's ClusterSummary); the
+// others arrive with later work. It elects a leader when asked to and serves
+// health and metrics endpoints.
 package main
 
 import (
@@ -12,21 +13,35 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"sort"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
+	"github.com/flotilla-io/flotilla/pkg/controllers/summary"
 )
 
 var scheme = runtime.NewScheme()
 
 func init() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(multiclusterv1alpha1.AddToScheme(scheme))
+}
+
+// controllers are the controllers this binary can run, by name.
+var controllers = map[string]func(ctrl.Manager) error{
+	"summary": func(mgr ctrl.Manager) error {
+		return (&summary.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
+	},
 }
 
 type options struct {
@@ -36,6 +51,7 @@ type options struct {
 	leaderElect             bool
 	leaderElectionNamespace string
 	leaderElectionID        string
+	controllers             string
 }
 
 func (o *options) addFlags(fs *flag.FlagSet) {
@@ -51,6 +67,32 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 		"Namespace of the leader election Lease (defaults to the pod's namespace when in-cluster).")
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "controller-manager.flotilla.multicluster.admiralty.io",
 		"Name of the leader election Lease.")
+	fs.StringVar(&o.controllers, "controllers", "*",
+		"Comma-separated controllers to run: * for all, or names from: summary.")
+}
+
+// enabled resolves --controllers to names, rejecting unknown ones.
+func (o *options) enabled() ([]string, error) {
+	if o.controllers == "*" {
+		names := make([]string, 0, len(controllers))
+		for name := range controllers {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		return names, nil
+	}
+	var names []string
+	for _, name := range strings.Split(o.controllers, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		if _, ok := controllers[name]; !ok {
+			return nil, fmt.Errorf("--controllers: unknown controller %q", name)
+		}
+		names = append(names, name)
+	}
+	return names, nil
 }
 
 func main() {
@@ -71,6 +113,10 @@ func run(o options) error {
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", flag.Args())
 	}
+	enabled, err := o.enabled()
+	if err != nil {
+		return err
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
@@ -90,9 +136,15 @@ func run(o options) error {
 		LeaderElection:          o.leaderElect,
 		LeaderElectionNamespace: o.leaderElectionNamespace,
 		LeaderElectionID:        o.leaderElectionID,
+		Cache:                   cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
+	}
+	for _, name := range enabled {
+		if err := controllers[name](mgr); err != nil {
+			return fmt.Errorf("setting up the %s controller: %w", name, err)
+		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return fmt.Errorf("adding healthz check: %w", err)
@@ -101,7 +153,7 @@ func run(o options) error {
 		return fmt.Errorf("adding readyz check: %w", err)
 	}
 
-	logger.Info("Starting manager", "metrics", o.metricsAddr, "probes", o.probeAddr, "leaderElection", o.leaderElect)
+	logger.Info("Starting manager", "controllers", enabled, "metrics", o.metricsAddr, "probes", o.probeAddr, "leaderElection", o.leaderElect)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("running manager: %w", err)
 	}

@@ -76,6 +76,7 @@ func TestControllerManagerStartsAndServesHealthAndMetrics(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
 	c := cluster(t, framework.SourceCluster)
+	g.Expect(c.InstallCRDs(ctx)).To(Succeed())
 	ns := c.CreateNamespace(t, nil)
 	metricsPort, probePort := framework.FreePort(t), framework.FreePort(t)
 	mgr := framework.StartComponent(t, "controller-manager",

@@ -1,0 +1,40 @@
+package protocol
+
+// Keys on pods.
+const (
+	// ElectAnnotation opts a pod (or a pod template) in to multi-cluster
+	// scheduling; its value is ignored.
+	ElectAnnotation = "multicluster.admiralty.io/elect"
+	// SourcePodManifestAnnotation holds the elected pod as the user wrote it,
+	// from which candidates and the delegate are made.
+	SourcePodManifestAnnotation = "multicluster.admiralty.io/sourcepod-manifest"
+	// ProxyPodSchedulingConstraintsAnnotation holds cluster-level scheduling
+	// constraints applied to the proxy pod (affinity on virtual-node labels,
+	// tolerations, node selector).
+	ProxyPodSchedulingConstraintsAnnotation = "multicluster.admiralty.io/proxy-pod-scheduling-constraints"
+)
+
+// Keys on namespaces.
+const (
+	// NamespaceEnabledLabel marks the namespaces where the elect webhook acts.
+	NamespaceEnabledLabel      = "multicluster-scheduler"
+	NamespaceEnabledLabelValue = "enabled"
+)
+
+// Keys and values on virtual nodes.
+const (
+	// ClusterNameLabel is set on each virtual node to the name of its target.
+	ClusterNameLabel = "multicluster.admiralty.io/cluster-name"
+	// VirtualKubeletProviderKey is virtual-kubelet's label and taint key.
+	VirtualKubeletProviderKey = "virtual-kubelet.io/provider"
+	// VirtualKubeletProvider is the value of that label and taint on
+	// Flotilla's virtual nodes.
+	VirtualKubeletProvider = "admiralty"
+)
+
+// Names of well-known objects.
+const (
+	// ClusterSummaryName is the name of the ClusterSummary that a target
+	// maintains about its own nodes.
+	ClusterSummaryName = "summary"
+)
