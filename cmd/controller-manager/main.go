@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -28,6 +29,8 @@ import (
 
 	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
 	"github.com/flotilla-io/flotilla/pkg/controllers/summary"
+	"github.com/flotilla-io/flotilla/pkg/controllers/target"
+	"github.com/flotilla-io/flotilla/pkg/remote"
 )
 
 var scheme = runtime.NewScheme()
@@ -37,10 +40,33 @@ func init() {
 	utilruntime.Must(multiclusterv1alpha1.AddToScheme(scheme))
 }
 
+// deps are what the controllers share.
+type deps struct {
+	connector remote.Connector
+	notifier  *target.Notifier
+}
+
 // controllers are the controllers this binary can run, by name.
-var controllers = map[string]func(ctrl.Manager) error{
-	"summary": func(mgr ctrl.Manager) error {
+var controllers = map[string]func(ctrl.Manager, deps) error{
+	"summary": func(mgr ctrl.Manager, _ deps) error {
 		return (&summary.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
+	},
+	"target": func(mgr ctrl.Manager, d deps) error {
+		for _, clusterScoped := range []bool{false, true} {
+			events := d.notifier.Targets
+			if clusterScoped {
+				events = d.notifier.ClusterTargets
+			}
+			r := &target.Reconciler{
+				Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Connector: d.connector,
+				SelfConfig: mgr.GetConfig(), Recorder: mgr.GetEventRecorder("flotilla-target"),
+				ClusterScoped: clusterScoped, HealthEvents: events,
+			}
+			if err := r.SetupWithManager(mgr); err != nil {
+				return err
+			}
+		}
+		return nil
 	},
 }
 
@@ -52,6 +78,7 @@ type options struct {
 	leaderElectionNamespace string
 	leaderElectionID        string
 	controllers             string
+	probeInterval           time.Duration
 }
 
 func (o *options) addFlags(fs *flag.FlagSet) {
@@ -68,7 +95,9 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "controller-manager.flotilla.multicluster.admiralty.io",
 		"Name of the leader election Lease.")
 	fs.StringVar(&o.controllers, "controllers", "*",
-		"Comma-separated controllers to run: * for all, or names from: summary.")
+		"Comma-separated controllers to run: * for all, or names from: summary, target.")
+	fs.DurationVar(&o.probeInterval, "target-probe-interval", 2*time.Second,
+		"How often each target is probed; a target that stops answering is reported within about this long.")
 }
 
 // enabled resolves --controllers to names, rejecting unknown ones.
@@ -141,8 +170,15 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
+	ctx := ctrl.SetupSignalHandler()
+	notifier := target.NewNotifier()
+	d := deps{
+		notifier: notifier,
+		connector: remote.NewConnector(klog.NewContext(ctx, logger.WithName("remote")),
+			remote.Options{ProbeInterval: o.probeInterval, OnHealthChange: notifier.Notify}, remote.NewCluster),
+	}
 	for _, name := range enabled {
-		if err := controllers[name](mgr); err != nil {
+		if err := controllers[name](mgr, d); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", name, err)
 		}
 	}
@@ -154,7 +190,7 @@ func run(o options) error {
 	}
 
 	logger.Info("Starting manager", "controllers", enabled, "metrics", o.metricsAddr, "probes", o.probeAddr, "leaderElection", o.leaderElect)
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil && !errors.Is(err, context.Canceled) {
+	if err := mgr.Start(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("running manager: %w", err)
 	}
 	return nil

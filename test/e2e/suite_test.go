@@ -46,3 +46,6 @@ func cluster(t *testing.T, name string) *framework.Cluster {
 	}
 	return c
 }
+
+// t0 is a context for cleanups and helpers that outlive a test's context.
+func t0() context.Context { return context.Background() }

@@ -19,6 +19,8 @@ const (
 	ReasonContextNotFound = "ContextNotFound"
 	// ReasonInvalidSpec: a field cannot be used as written (e.g. a bad regexp).
 	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonNotInstalled: the target does not serve Flotilla's API.
+	ReasonNotInstalled = "NotInstalled"
 	// ReasonUnreachable: the target's API server does not answer.
 	ReasonUnreachable = "Unreachable"
 	// ReasonUnauthorized: the target does not accept the credentials.

@@ -1,0 +1,196 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/cluster"
+
+	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
+	"github.com/flotilla-io/flotilla/pkg/protocol"
+)
+
+// ClusterFactory builds the client and cache of a connection.
+type ClusterFactory func(cfg *rest.Config) (cluster.Cluster, error)
+
+// Scheme is what remote clients know: built-in types and Flotilla's API.
+var Scheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := multiclusterv1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+// NewCluster is the default ClusterFactory: a controller-runtime cluster
+// whose cache drops managed fields.
+func NewCluster(cfg *rest.Config) (cluster.Cluster, error) {
+	return cluster.New(cfg, func(o *cluster.Options) {
+		o.Scheme = Scheme
+		o.Cache.DefaultTransform = cache.TransformStripManagedFields()
+	})
+}
+
+type connection struct {
+	key         Key
+	fingerprint string
+	server      string
+	cluster     cluster.Cluster
+	cancel      context.CancelFunc
+
+	mu     sync.Mutex
+	health Health
+}
+
+func (c *connection) Key() Key                 { return c.key }
+func (c *connection) GetClient() client.Client { return c.cluster.GetClient() }
+func (c *connection) GetCache() cache.Cache    { return c.cluster.GetCache() }
+
+func (c *connection) Health() Health {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.health
+}
+
+func (c *connection) close() {
+	c.cancel()
+	connectionsOpen.Dec()
+	forgetTarget(c.key)
+}
+
+func (c *connector) start(key Key, cfg *rest.Config, fingerprint string) (*connection, error) {
+	cl, err := c.newCluster(rest.CopyConfig(cfg))
+	if err != nil {
+		return nil, err
+	}
+	probeCfg := rest.CopyConfig(cfg)
+	probeCfg.Timeout = c.opts.ProbeTimeout
+	probe, err := newProber(probeCfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	logger := klog.FromContext(ctx).WithValues("target", key.String())
+	ctx = klog.NewContext(ctx, logger)
+	conn := &connection{key: key, fingerprint: fingerprint, server: cfg.Host, cluster: cl, cancel: cancel}
+	// The first probe is made before Connect returns, so that the first
+	// condition a user sees is already the truth.
+	conn.health = classify(probe.probe(ctx), cfg.Host)
+	conn.health.Since = c.opts.Now()
+	recordHealth(key, Health{}, conn.health)
+	connectionsOpen.Inc()
+	go func() {
+		if err := cl.Start(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			logger.Error(err, "Remote cache stopped")
+		}
+	}()
+	go c.probeLoop(ctx, conn, probe)
+	logger.V(2).Info("Connected to target", "server", cfg.Host)
+	return conn, nil
+}
+
+// probeLoop probes the target every interval until the connection closes,
+// publishing changes of readiness or reason.
+func (c *connector) probeLoop(ctx context.Context, conn *connection, probe *prober) {
+	logger := klog.FromContext(ctx)
+	ticker := time.NewTicker(c.opts.ProbeInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		h := classify(probe.probe(ctx), conn.server)
+		if ctx.Err() != nil {
+			return
+		}
+		conn.mu.Lock()
+		recordHealth(conn.key, conn.health, h)
+		changed := h.Ready != conn.health.Ready || h.Reason != conn.health.Reason
+		if changed {
+			h.Since = c.opts.Now()
+		} else {
+			h.Since = conn.health.Since
+		}
+		conn.health = h
+		conn.mu.Unlock()
+		if changed {
+			logger.V(2).Info("Target health changed", "ready", h.Ready, "reason", h.Reason, "message", h.Message)
+			c.opts.OnHealthChange(conn.key, h)
+		}
+	}
+}
+
+// prober reads the target's ClusterSummary without a cache: one small
+// request that needs reachability, valid credentials, the permission a
+// Source grants, and Flotilla installed.
+type prober struct {
+	client rest.Interface
+}
+
+func newProber(cfg *rest.Config) (*prober, error) {
+	cfg.GroupVersion = &multiclusterv1alpha1.GroupVersion
+	cfg.APIPath = "/apis"
+	cfg.NegotiatedSerializer = clientgoscheme.Codecs.WithoutConversion()
+	rc, err := rest.RESTClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("building probe client: %w", err)
+	}
+	return &prober{client: rc}, nil
+}
+
+func (p *prober) probe(ctx context.Context) error {
+	return p.client.Get().Resource("clustersummaries").Name(protocol.ClusterSummaryName).Do(ctx).Error()
+}
+
+// classify turns a probe's outcome into a Health a user can act on.
+func classify(err error, server string) Health {
+	switch {
+	case err == nil:
+		return Health{Ready: true, Reason: multiclusterv1alpha1.ReasonConnected, Message: "connected to " + server}
+	case isSummaryNotFound(err):
+		return Health{Ready: true, Reason: multiclusterv1alpha1.ReasonConnected,
+			Message: "connected to " + server + "; it has not published its ClusterSummary yet (is Flotilla's controller-manager running there?)"}
+	case apierrors.IsNotFound(err):
+		return Health{Reason: multiclusterv1alpha1.ReasonNotInstalled,
+			Message: server + " does not serve multicluster.admiralty.io/v1alpha1 ClusterSummaries: install Flotilla in the target cluster"}
+	case apierrors.IsUnauthorized(err):
+		return Health{Reason: multiclusterv1alpha1.ReasonUnauthorized,
+			Message: server + " rejected the credentials (401 Unauthorized): the token or client certificate in the kubeconfig is invalid or expired"}
+	case apierrors.IsForbidden(err):
+		return Health{Reason: multiclusterv1alpha1.ReasonForbidden,
+			Message: server + " accepted the credentials but forbids reading ClusterSummaries: create a Source (or ClusterSource) for this identity in the target cluster (" + err.Error() + ")"}
+	default:
+		return Health{Reason: multiclusterv1alpha1.ReasonUnreachable, Message: "cannot reach " + server + ": " + err.Error()}
+	}
+}
+
+// isSummaryNotFound tells "no such ClusterSummary" (Flotilla installed, the
+// summary not written yet) from "no such resource" (not installed).
+func isSummaryNotFound(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) || !apierrors.IsNotFound(err) {
+		return false
+	}
+	// A 404 without a Status body (no such path: the API is not served) is
+	// turned into a NotFound by client-go too, marked as unexpected.
+	if apierrors.IsUnexpectedServerError(err) {
+		return false
+	}
+	d := status.Status().Details
+	return d != nil && d.Name == protocol.ClusterSummaryName
+}

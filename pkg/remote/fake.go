@@ -1,0 +1,84 @@
+package remote
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Fake is a Connector for unit tests: it records what is connected and
+// serves each target from a client the test gives (e.g. a fake client).
+type Fake struct {
+	mu sync.Mutex
+	// Clients serve the targets, by key; a missing one connects with a nil client.
+	Clients map[Key]client.Client
+	// Healths are reported by the connections, by key; Ready by default.
+	Healths map[Key]Health
+	// Connected holds each connected key's fingerprint.
+	Connected map[Key]string
+	// Connects counts Connect calls that made a new connection.
+	Connects int
+}
+
+var _ Connector = &Fake{}
+
+// FakeCluster is a connection of a Fake.
+type FakeCluster struct {
+	key    Key
+	fake   *Fake
+	client client.Client
+}
+
+func (f *FakeCluster) Key() Key                 { return f.key }
+func (f *FakeCluster) GetClient() client.Client { return f.client }
+func (f *FakeCluster) GetCache() cache.Cache    { return nil }
+func (f *FakeCluster) Health() Health {
+	f.fake.mu.Lock()
+	defer f.fake.mu.Unlock()
+	if h, ok := f.fake.Healths[f.key]; ok {
+		return h
+	}
+	return Health{Ready: true, Reason: "Connected", Message: "connected (fake)"}
+}
+
+func (f *Fake) Connect(_ context.Context, key Key, _ *rest.Config, fingerprint string) (Cluster, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Connected == nil {
+		f.Connected = map[Key]string{}
+	}
+	if f.Connected[key] != fingerprint {
+		f.Connects++
+	}
+	f.Connected[key] = fingerprint
+	return &FakeCluster{key: key, fake: f, client: f.Clients[key]}, nil
+}
+
+func (f *Fake) Disconnect(key Key) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.Connected, key)
+}
+
+func (f *Fake) Get(key Key) (Cluster, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.Connected[key]; !ok {
+		return nil, fmt.Errorf("%s: %w", key, ErrClusterNotConnected)
+	}
+	return &FakeCluster{key: key, fake: f, client: f.Clients[key]}, nil
+}
+
+func (f *Fake) Keys() []Key {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	keys := make([]Key, 0, len(f.Connected))
+	for k := range f.Connected {
+		keys = append(keys, k)
+	}
+	return keys
+}

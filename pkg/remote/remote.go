@@ -1,0 +1,169 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// ErrClusterNotConnected is returned for a target that has no connection.
+var ErrClusterNotConnected = errors.New("cluster not connected")
+
+// Key names a target: Namespace and Name of a Target, or only the Name of a
+// ClusterTarget.
+type Key struct {
+	Namespace string
+	Name      string
+}
+
+func (k Key) String() string {
+	if k.Namespace == "" {
+		return k.Name
+	}
+	return k.Namespace + "/" + k.Name
+}
+
+// Health is the result of the latest probe of a target.
+type Health struct {
+	Ready bool
+	// Reason is one of the multicluster v1alpha1 Ready reasons.
+	Reason string
+	// Message says what is wrong and what to do about it.
+	Message string
+	// Since is when the target entered this state.
+	Since time.Time
+}
+
+// Cluster is the connection to one target.
+type Cluster interface {
+	Key() Key
+	// GetClient reads from the shared cache and writes to the target.
+	GetClient() client.Client
+	GetCache() cache.Cache
+	Health() Health
+}
+
+// Connector keeps the connections. Connect is idempotent: the same
+// fingerprint keeps the existing connection.
+type Connector interface {
+	// Connect makes sure key is connected with cfg; a different fingerprint
+	// (the configuration's identity, e.g. a hash of the kubeconfig) replaces
+	// the connection.
+	Connect(ctx context.Context, key Key, cfg *rest.Config, fingerprint string) (Cluster, error)
+	// Disconnect closes the connection to key, if any.
+	Disconnect(key Key)
+	// Get returns the connection to key or ErrClusterNotConnected.
+	Get(key Key) (Cluster, error)
+	// Keys lists the connected targets.
+	Keys() []Key
+}
+
+// Options tune the connections.
+type Options struct {
+	// ProbeInterval is how often each target is probed (default 2s). A
+	// target that fails a probe is reported at once.
+	ProbeInterval time.Duration
+	// ProbeTimeout bounds one probe (default: ProbeInterval).
+	ProbeTimeout time.Duration
+	// OnHealthChange is called, from the probing goroutine, whenever a
+	// target's health changes (reason or readiness).
+	OnHealthChange func(Key, Health)
+	// Now is the clock (tests swap it).
+	Now func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = 2 * time.Second
+	}
+	if o.ProbeTimeout <= 0 {
+		o.ProbeTimeout = o.ProbeInterval
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.OnHealthChange == nil {
+		o.OnHealthChange = func(Key, Health) {}
+	}
+}
+
+// NewConnector returns a Connector whose connections live until ctx ends
+// (its logger is theirs too) and whose clients and caches newCluster builds.
+func NewConnector(ctx context.Context, opts Options, newCluster ClusterFactory) Connector {
+	opts.defaults()
+	c := &connector{ctx: ctx, opts: opts, newCluster: newCluster, conns: map[Key]*connection{}}
+	go func() {
+		<-ctx.Done()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for k, conn := range c.conns {
+			conn.close()
+			delete(c.conns, k)
+		}
+	}()
+	return c
+}
+
+type connector struct {
+	ctx        context.Context
+	opts       Options
+	newCluster ClusterFactory
+
+	mu    sync.Mutex
+	conns map[Key]*connection
+}
+
+func (c *connector) Connect(_ context.Context, key Key, cfg *rest.Config, fingerprint string) (Cluster, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if conn, ok := c.conns[key]; ok {
+		if conn.fingerprint == fingerprint {
+			return conn, nil
+		}
+		conn.close()
+		delete(c.conns, key)
+	}
+	if c.ctx.Err() != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", key, c.ctx.Err())
+	}
+	conn, err := c.start(key, cfg, fingerprint)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", key, err)
+	}
+	c.conns[key] = conn
+	return conn, nil
+}
+
+func (c *connector) Disconnect(key Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if conn, ok := c.conns[key]; ok {
+		conn.close()
+		delete(c.conns, key)
+	}
+}
+
+func (c *connector) Get(key Key) (Cluster, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if conn, ok := c.conns[key]; ok {
+		return conn, nil
+	}
+	return nil, fmt.Errorf("%s: %w", key, ErrClusterNotConnected)
+}
+
+func (c *connector) Keys() []Key {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	keys := make([]Key, 0, len(c.conns))
+	for k := range c.conns {
+		keys = append(keys, k)
+	}
+	return keys
+}
