@@ -19,6 +19,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -31,6 +32,7 @@ import (
 	"github.com/flotilla-io/flotilla/pkg/controllers/summary"
 	"github.com/flotilla-io/flotilla/pkg/controllers/target"
 	"github.com/flotilla-io/flotilla/pkg/remote"
+	"github.com/flotilla-io/flotilla/pkg/vk"
 )
 
 var scheme = runtime.NewScheme()
@@ -44,6 +46,8 @@ func init() {
 type deps struct {
 	connector remote.Connector
 	notifier  *target.Notifier
+	nodes     *vk.Manager
+	local     kubernetes.Interface
 }
 
 // controllers are the controllers this binary can run, by name.
@@ -60,13 +64,13 @@ var controllers = map[string]func(ctrl.Manager, deps) error{
 			r := &target.Reconciler{
 				Client: mgr.GetClient(), SecretReader: mgr.GetAPIReader(), Connector: d.connector,
 				SelfConfig: mgr.GetConfig(), Recorder: mgr.GetEventRecorder("flotilla-target"),
-				ClusterScoped: clusterScoped, HealthEvents: events,
+				ClusterScoped: clusterScoped, HealthEvents: events, Nodes: d.nodes,
 			}
 			if err := r.SetupWithManager(mgr); err != nil {
 				return err
 			}
 		}
-		return nil
+		return mgr.Add(&target.OrphanNodeCollector{Reader: mgr.GetAPIReader(), Client: d.local})
 	},
 }
 
@@ -172,10 +176,17 @@ func run(o options) error {
 	}
 	ctx := ctrl.SetupSignalHandler()
 	notifier := target.NewNotifier()
+	local, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("creating a clientset: %w", err)
+	}
 	d := deps{
 		notifier: notifier,
+		local:    local,
 		connector: remote.NewConnector(klog.NewContext(ctx, logger.WithName("remote")),
-			remote.Options{ProbeInterval: o.probeInterval, OnHealthChange: notifier.Notify}, remote.NewCluster),
+			remote.Options{ProbeInterval: o.probeInterval, OnHealthChange: notifier.Notify, OnSummaryChange: notifier.NotifyKey},
+			remote.NewCluster),
+		nodes: vk.NewManager(klog.NewContext(ctx, logger.WithName("vk")), local, vk.Options{}),
 	}
 	for _, name := range enabled {
 		if err := controllers[name](mgr, d); err != nil {

@@ -30,6 +30,9 @@ const (
 	// VirtualKubeletProvider is the value of that label and taint on
 	// Flotilla's virtual nodes.
 	VirtualKubeletProvider = "admiralty"
+	// TargetAnnotation on a virtual node names its target: "<namespace>/<name>"
+	// for a Target, "<name>" for a ClusterTarget.
+	TargetAnnotation = "multicluster.admiralty.io/target"
 )
 
 // Names of well-known objects.

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -51,8 +52,24 @@ type connection struct {
 	cluster     cluster.Cluster
 	cancel      context.CancelFunc
 
-	mu     sync.Mutex
-	health Health
+	mu      sync.Mutex
+	health  Health
+	summary *multiclusterv1alpha1.ClusterSummary
+}
+
+func (c *connection) Summary() *multiclusterv1alpha1.ClusterSummary {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.summary == nil {
+		return nil
+	}
+	return c.summary.DeepCopy()
+}
+
+func (c *connection) setSummary(s *multiclusterv1alpha1.ClusterSummary) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.summary = s
 }
 
 func (c *connection) Key() Key                 { return c.key }
@@ -98,6 +115,7 @@ func (c *connector) start(key Key, cfg *rest.Config, fingerprint string) (*conne
 		}
 	}()
 	go c.probeLoop(ctx, conn, probe)
+	go c.watchSummary(ctx, conn)
 	logger.V(2).Info("Connected to target", "server", cfg.Host)
 	return conn, nil
 }
@@ -132,6 +150,41 @@ func (c *connector) probeLoop(ctx context.Context, conn *connection, probe *prob
 			logger.V(2).Info("Target health changed", "ready", h.Ready, "reason", h.Reason, "message", h.Message)
 			c.opts.OnHealthChange(conn.key, h)
 		}
+	}
+}
+
+// watchSummary follows the target's ClusterSummary through the shared
+// cache. The informer keeps retrying while the target is unreachable; this
+// goroutine only waits for it.
+func (c *connector) watchSummary(ctx context.Context, conn *connection) {
+	logger := klog.FromContext(ctx)
+	informer, err := conn.cluster.GetCache().GetInformer(ctx, &multiclusterv1alpha1.ClusterSummary{}, cache.BlockUntilSynced(false))
+	if err != nil {
+		if ctx.Err() == nil {
+			logger.Error(err, "Watching the target's ClusterSummary")
+		}
+		return
+	}
+	update := func(obj any) {
+		s, ok := obj.(*multiclusterv1alpha1.ClusterSummary)
+		if !ok || s.Name != protocol.ClusterSummaryName {
+			return
+		}
+		conn.setSummary(s.DeepCopy())
+		c.opts.OnSummaryChange(conn.key)
+	}
+	_, err = informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    update,
+		UpdateFunc: func(_, obj any) { update(obj) },
+		DeleteFunc: func(obj any) {
+			if s, ok := obj.(*multiclusterv1alpha1.ClusterSummary); ok && s.Name == protocol.ClusterSummaryName {
+				conn.setSummary(nil)
+				c.opts.OnSummaryChange(conn.key)
+			}
+		},
+	})
+	if err != nil {
+		logger.Error(err, "Watching the target's ClusterSummary")
 	}
 }
 

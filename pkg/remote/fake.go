@@ -8,6 +8,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
 )
 
 // Fake is a Connector for unit tests: it records what is connected and
@@ -22,6 +24,14 @@ type Fake struct {
 	Connected map[Key]string
 	// Connects counts Connect calls that made a new connection.
 	Connects int
+	// Summaries are the targets' ClusterSummaries, by key.
+	Summaries map[Key]*multiclusterv1alpha1.ClusterSummary
+}
+
+func (f *FakeCluster) Summary() *multiclusterv1alpha1.ClusterSummary {
+	f.fake.mu.Lock()
+	defer f.fake.mu.Unlock()
+	return f.fake.Summaries[f.key].DeepCopy()
 }
 
 var _ Connector = &Fake{}

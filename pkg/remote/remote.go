@@ -10,6 +10,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
 )
 
 // ErrClusterNotConnected is returned for a target that has no connection.
@@ -47,6 +49,9 @@ type Cluster interface {
 	GetClient() client.Client
 	GetCache() cache.Cache
 	Health() Health
+	// Summary is the target's ClusterSummary as last seen by the cache's
+	// watch, or nil before it is seen.
+	Summary() *multiclusterv1alpha1.ClusterSummary
 }
 
 // Connector keeps the connections. Connect is idempotent: the same
@@ -74,6 +79,8 @@ type Options struct {
 	// OnHealthChange is called, from the probing goroutine, whenever a
 	// target's health changes (reason or readiness).
 	OnHealthChange func(Key, Health)
+	// OnSummaryChange is called whenever the target's ClusterSummary changes.
+	OnSummaryChange func(Key)
 	// Now is the clock (tests swap it).
 	Now func() time.Time
 }
@@ -90,6 +97,9 @@ func (o *Options) defaults() {
 	}
 	if o.OnHealthChange == nil {
 		o.OnHealthChange = func(Key, Health) {}
+	}
+	if o.OnSummaryChange == nil {
+		o.OnSummaryChange = func(Key) {}
 	}
 }
 

@@ -227,7 +227,7 @@ func TestTargetOutageAndNotInstalled(t *testing.T) {
 		g.Expect(readyCondition(g, src, ct).Reason).To(Equal(multiclusterv1alpha1.ReasonConnected))
 	}, framework.ShortTimeout, framework.Interval).Should(Succeed())
 
-	g.Expect(sandbox.StopProcess(t2.Name, "kube-apiserver")).To(Succeed())
+	g.Expect(sandbox.KillProcess(t2.Name, "kube-apiserver")).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		cond := readyCondition(g, src, ct)
 		g.Expect(cond.Status).To(Equal(metav1.ConditionFalse))

@@ -94,3 +94,7 @@ func (c *Component) Healthy(ctx context.Context, url string) error {
 	}
 	return nil
 }
+
+// Stop stops the component (SIGTERM, then SIGKILL), as an outage or a
+// restart would.
+func (c *Component) Stop() { c.stop(10 * time.Second) }

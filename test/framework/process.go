@@ -105,14 +105,16 @@ func (p *Process) Alive() bool {
 }
 
 // stop sends SIGTERM to the process group, waits up to grace for the
-// process to go, then kills the group.
+// process to go, then kills the group; with no grace it kills at once.
 func (p *Process) stop(grace time.Duration) {
 	if !p.Alive() {
 		return
 	}
-	_ = syscall.Kill(-p.PID, syscall.SIGTERM)
-	if p.waitGone(grace) {
-		return
+	if grace > 0 {
+		_ = syscall.Kill(-p.PID, syscall.SIGTERM)
+		if p.waitGone(grace) {
+			return
+		}
 	}
 	_ = syscall.Kill(-p.PID, syscall.SIGKILL)
 	p.waitGone(5 * time.Second)

@@ -920,3 +920,17 @@ func (s *Sandbox) StartProcess(ctx context.Context, cluster, name string) error 
 		return httpOK(ctx, httpClient, c.Server+"/readyz")
 	})
 }
+
+// KillProcess kills one component of a cluster at once (SIGKILL), as a
+// crash or a sudden outage would.
+func (s *Sandbox) KillProcess(cluster, name string) error {
+	p, err := s.process(cluster, name)
+	if err != nil {
+		return err
+	}
+	p.stop(0)
+	if p.Alive() {
+		return fmt.Errorf("%s did not die", p.ID())
+	}
+	return nil
+}

@@ -19,3 +19,8 @@ const (
 	// ConsistentlyDuration is how long Consistently watches that nothing happens.
 	ConsistentlyDuration = 3 * time.Second
 )
+
+// TargetLossTimeout is Flotilla's promise for noticing a target that stops
+// answering: its virtual node is NotReady within this long (with the default
+// 2 s probe interval).
+const TargetLossTimeout = 10 * time.Second

@@ -3,6 +3,7 @@ package target
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,6 +23,7 @@ import (
 
 	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
 	"github.com/flotilla-io/flotilla/pkg/remote"
+	"github.com/flotilla-io/flotilla/pkg/vk"
 )
 
 // secretIndex indexes Targets and ClusterTargets by the Secret they read,
@@ -40,8 +42,11 @@ type Reconciler struct {
 	Recorder   events.EventRecorder
 	// ClusterScoped selects ClusterTargets instead of Targets.
 	ClusterScoped bool
-	// HealthEvents delivers targets whose health changed (see Notifier).
+	// HealthEvents delivers targets whose health or summary changed (see
+	// Notifier).
 	HealthEvents <-chan event.GenericEvent
+	// Nodes runs the virtual nodes; nil runs none.
+	Nodes *vk.Manager
 }
 
 // view is what the reconciler needs of a Target or a ClusterTarget.
@@ -89,21 +94,22 @@ func viewOf(obj client.Object) view {
 // +kubebuilder:rbac:groups=multicluster.admiralty.io,resources=targets/status;clustertargets/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch;update
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=nodes/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile connects the target as its spec says and reports how that went.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
 	obj := r.newObject()
 	if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.Connector.Disconnect(remote.Key{Namespace: req.Namespace, Name: req.Name})
-			return ctrl.Result{}, nil
+			return ctrl.Result{}, r.forget(ctx, remote.Key{Namespace: req.Namespace, Name: req.Name})
 		}
 		return ctrl.Result{}, err
 	}
 	v := viewOf(obj)
 	if !obj.GetDeletionTimestamp().IsZero() {
-		r.Connector.Disconnect(v.key)
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.forget(ctx, v.key)
 	}
 	original := obj.DeepCopyObject().(client.Object)
 
@@ -115,6 +121,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 	case cerr != nil:
 		r.Connector.Disconnect(v.key)
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, cerr.Reason, cerr.Message
+		// The virtual node stays, NotReady, and says why.
+		if err := r.setNode(v, nil, remote.Health{Reason: cerr.Reason, Message: cerr.Message}); err != nil {
+			return ctrl.Result{}, err
+		}
 	default:
 		conn, err := r.Connector.Connect(ctx, v.key, cfg, fingerprint)
 		if err != nil {
@@ -124,6 +134,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, h.Reason, h.Message
 		if h.Ready {
 			cond.Status = metav1.ConditionTrue
+		}
+		if err := r.setNode(v, conn.Summary(), h); err != nil {
+			return ctrl.Result{}, err
 		}
 	}
 	previous := meta.FindStatusCondition(*v.conditions, cond.Type)
@@ -143,6 +156,29 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 	}
 	ctrl.LoggerFrom(ctx).V(2).Info("Target condition", "ready", cond.Status, "reason", cond.Reason)
 	return ctrl.Result{}, nil
+}
+
+// forget closes the target's connection and removes its virtual node.
+func (r *Reconciler) forget(ctx context.Context, key remote.Key) error {
+	r.Connector.Disconnect(key)
+	if r.Nodes == nil {
+		return nil
+	}
+	return r.Nodes.Remove(ctx, key)
+}
+
+func (r *Reconciler) setNode(v view, summary *multiclusterv1alpha1.ClusterSummary, h remote.Health) error {
+	if r.Nodes == nil {
+		return nil
+	}
+	excluded, err := vk.CompileExcluded(v.excluded)
+	if err != nil {
+		excluded = nil // reported in the condition already
+	}
+	if h.Since.IsZero() {
+		h.Since = time.Now()
+	}
+	return r.Nodes.Set(v.key, summary, h, excluded)
 }
 
 // config returns the client configuration for the target, or the
@@ -239,7 +275,10 @@ func NewNotifier() *Notifier {
 }
 
 // Notify sends the target whose health changed to its reconciler.
-func (n *Notifier) Notify(key remote.Key, _ remote.Health) {
+func (n *Notifier) Notify(key remote.Key, _ remote.Health) { n.NotifyKey(key) }
+
+// NotifyKey sends the target to its reconciler (e.g. its summary changed).
+func (n *Notifier) NotifyKey(key remote.Key) {
 	if key.Namespace == "" {
 		n.ClusterTargets <- event.GenericEvent{Object: &multiclusterv1alpha1.ClusterTarget{ObjectMeta: metav1.ObjectMeta{Name: key.Name}}}
 		return

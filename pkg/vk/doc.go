@@ -1,0 +1,7 @@
+// Package vk runs one virtual node per target in a source cluster, with
+// virtual-kubelet's node controller and lease. A virtual node carries the
+// target's common node labels and its capacity from the target's
+// ClusterSummary, the taint that keeps ordinary pods away, and a Ready
+// condition that follows the target's health: NotReady as soon as the target
+// stops answering, so that taint-based eviction can re-place pods.
+package vk

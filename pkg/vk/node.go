@@ -1,0 +1,107 @@
+package vk
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
+	"github.com/flotilla-io/flotilla/pkg/protocol"
+	"github.com/flotilla-io/flotilla/pkg/remote"
+)
+
+// NodeName is the virtual node's name: admiralty-<namespace>-<target> for a
+// Target, admiralty-<target> for a ClusterTarget (Admiralty's names).
+func NodeName(key remote.Key) string {
+	if key.Namespace == "" {
+		return "admiralty-" + key.Name
+	}
+	return "admiralty-" + key.Namespace + "-" + key.Name
+}
+
+// Taint keeps pods that do not tolerate it off virtual nodes.
+var Taint = corev1.Taint{
+	Key: protocol.VirtualKubeletProviderKey, Value: protocol.VirtualKubeletProvider, Effect: corev1.TaintEffectNoSchedule,
+}
+
+// Reasons of the virtual node's Ready condition.
+const (
+	ReasonTargetReady    = "TargetReady"
+	ReasonTargetNotReady = "TargetNotReady"
+)
+
+// labels that Flotilla sets itself; a target's labels never override them.
+func ownLabels(key remote.Key, name string) map[string]string {
+	return map[string]string{
+		protocol.ClusterNameLabel:          key.Name,
+		protocol.VirtualKubeletProviderKey: protocol.VirtualKubeletProvider,
+		"type":                             "virtual-kubelet",
+		"kubernetes.io/role":               "agent",
+		corev1.LabelHostname:               name,
+		corev1.LabelNodeExcludeBalancers:   "true",
+	}
+}
+
+// Desired is the virtual node of a target as it should be: labels are the
+// summary's common labels minus those matching excluded, then Flotilla's
+// own; capacity and allocatable are the summary's; Ready follows health.
+func Desired(key remote.Key, summary *multiclusterv1alpha1.ClusterSummary, health remote.Health, excluded *regexp.Regexp) *corev1.Node {
+	name := NodeName(key)
+	labels := map[string]string{}
+	if summary != nil {
+		for k, v := range summary.NodeLabels {
+			if excluded != nil && excluded.MatchString(k) {
+				continue
+			}
+			labels[k] = v
+		}
+	}
+	for k, v := range ownLabels(key, name) {
+		labels[k] = v
+	}
+	status := corev1.ConditionFalse
+	reason := ReasonTargetNotReady
+	message := fmt.Sprintf("target %s: %s: %s", key, health.Reason, health.Message)
+	if health.Ready {
+		status, reason = corev1.ConditionTrue, ReasonTargetReady
+		message = fmt.Sprintf("target %s answers", key)
+	}
+	since := metav1.NewTime(health.Since)
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels,
+			Annotations: map[string]string{protocol.TargetAnnotation: key.String()}},
+		Spec: corev1.NodeSpec{Taints: []corev1.Taint{Taint}},
+		Status: corev1.NodeStatus{
+			Capacity:    corev1.ResourceList{},
+			Allocatable: corev1.ResourceList{},
+			Conditions: []corev1.NodeCondition{{
+				Type: corev1.NodeReady, Status: status, Reason: reason, Message: message,
+				LastTransitionTime: since, LastHeartbeatTime: since,
+			}},
+			NodeInfo: corev1.NodeSystemInfo{
+				OperatingSystem: labels[corev1.LabelOSStable],
+				Architecture:    labels[corev1.LabelArchStable],
+				KubeletVersion:  "flotilla",
+			},
+		},
+	}
+	if node.Status.NodeInfo.OperatingSystem == "" {
+		node.Status.NodeInfo.OperatingSystem = "linux"
+	}
+	if summary != nil {
+		node.Status.Capacity = summary.Capacity.DeepCopy()
+		node.Status.Allocatable = summary.Allocatable.DeepCopy()
+	}
+	return node
+}
+
+// CompileExcluded compiles a Target's excludedLabelsRegexp (nil for none).
+func CompileExcluded(expr *string) (*regexp.Regexp, error) {
+	if expr == nil || strings.TrimSpace(*expr) == "" {
+		return nil, nil
+	}
+	return regexp.Compile(*expr)
+}
