@@ -29,6 +29,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
+	"github.com/flotilla-io/flotilla/pkg/controllers/source"
 	"github.com/flotilla-io/flotilla/pkg/controllers/summary"
 	"github.com/flotilla-io/flotilla/pkg/controllers/target"
 	"github.com/flotilla-io/flotilla/pkg/remote"
@@ -54,6 +55,14 @@ type deps struct {
 var controllers = map[string]func(ctrl.Manager, deps) error{
 	"summary": func(mgr ctrl.Manager, _ deps) error {
 		return (&summary.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
+	},
+	"source": func(mgr ctrl.Manager, _ deps) error {
+		for _, clusterScoped := range []bool{false, true} {
+			if err := (&source.Reconciler{Client: mgr.GetClient(), ClusterScoped: clusterScoped}).SetupWithManager(mgr); err != nil {
+				return err
+			}
+		}
+		return mgr.Add(&source.RoleEnsurer{Client: mgr.GetClient()})
 	},
 	"target": func(mgr ctrl.Manager, d deps) error {
 		for _, clusterScoped := range []bool{false, true} {
@@ -99,7 +108,7 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "controller-manager.flotilla.multicluster.admiralty.io",
 		"Name of the leader election Lease.")
 	fs.StringVar(&o.controllers, "controllers", "*",
-		"Comma-separated controllers to run: * for all, or names from: summary, target.")
+		"Comma-separated controllers to run: * for all, or names from: source, summary, target.")
 	fs.DurationVar(&o.probeInterval, "target-probe-interval", 2*time.Second,
 		"How often each target is probed; a target that stops answering is reported within about this long.")
 }
