@@ -51,7 +51,8 @@ CONTROLLER_GEN = $(BIN)/controller-gen
 manifests: ## Generate CRDs (config/crd/bases) and RBAC (config/rbac) with controller-gen.
 	hack/build-tools.sh controller-gen
 	$(CONTROLLER_GEN) crd paths=./pkg/apis/... output:crd:artifacts:config=config/crd/bases
-	$(CONTROLLER_GEN) rbac:roleName=flotilla-controller-manager paths=./pkg/controllers/... output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=flotilla-controller-manager paths=./pkg/... output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) webhook paths=./pkg/webhook/... output:webhook:artifacts:config=config/webhook
 
 .PHONY: generate
 generate: ## Generate deepcopy functions for the API types with controller-gen.

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -34,6 +36,7 @@ import (
 	"github.com/flotilla-io/flotilla/pkg/controllers/target"
 	"github.com/flotilla-io/flotilla/pkg/remote"
 	"github.com/flotilla-io/flotilla/pkg/vk"
+	"github.com/flotilla-io/flotilla/pkg/webhook"
 )
 
 var scheme = runtime.NewScheme()
@@ -49,6 +52,7 @@ type deps struct {
 	notifier  *target.Notifier
 	nodes     *vk.Manager
 	local     kubernetes.Interface
+	opts      options
 }
 
 // controllers are the controllers this binary can run, by name.
@@ -63,6 +67,9 @@ var controllers = map[string]func(ctrl.Manager, deps) error{
 			}
 		}
 		return mgr.Add(&source.RoleEnsurer{Client: mgr.GetClient()})
+	},
+	"webhook": func(mgr ctrl.Manager, d deps) error {
+		return setupWebhook(mgr, d.opts, d.local)
 	},
 	"target": func(mgr ctrl.Manager, d deps) error {
 		for _, clusterScoped := range []bool{false, true} {
@@ -92,6 +99,15 @@ type options struct {
 	leaderElectionID        string
 	controllers             string
 	probeInterval           time.Duration
+
+	webhookHost           string
+	webhookPort           int
+	webhookCertDir        string
+	webhookCertRotation   bool
+	webhookCertFromSecret bool
+	webhookSecret         string
+	webhookDNSNames       string
+	webhookConfiguration  string
 }
 
 func (o *options) addFlags(fs *flag.FlagSet) {
@@ -108,7 +124,21 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "controller-manager.flotilla.multicluster.admiralty.io",
 		"Name of the leader election Lease.")
 	fs.StringVar(&o.controllers, "controllers", "*",
-		"Comma-separated controllers to run: * for all, or names from: source, summary, target.")
+		"Comma-separated controllers to run: * for all, or names from: source, summary, target, webhook.")
+	fs.StringVar(&o.webhookHost, "webhook-bind-host", "", "Address the elect webhook binds to (all by default).")
+	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the elect webhook.")
+	fs.StringVar(&o.webhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "flotilla-webhook-certs"),
+		"Folder of the webhook's tls.crt and tls.key.")
+	fs.BoolVar(&o.webhookCertRotation, "webhook-cert-rotation", true,
+		"Generate and rotate the webhook's certificate (kept in --webhook-secret) and inject its CA into the MutatingWebhookConfiguration; turn off when cert-manager provides them.")
+	fs.BoolVar(&o.webhookCertFromSecret, "webhook-cert-from-secret", false,
+		"Write the webhook Secret's tls.crt and tls.key into --webhook-cert-dir, for a controller-manager that runs outside a pod (in a pod, mount the Secret there instead).")
+	fs.StringVar(&o.webhookSecret, "webhook-secret", "flotilla-system/flotilla-webhook-cert",
+		"namespace/name of the Secret that holds the webhook's certificate and CA (it must exist).")
+	fs.StringVar(&o.webhookDNSNames, "webhook-dns-names", "flotilla-webhook.flotilla-system.svc",
+		"Comma-separated DNS names of the webhook's certificate; the first is its main name.")
+	fs.StringVar(&o.webhookConfiguration, "webhook-configuration", webhook.ConfigurationName,
+		"Name of the MutatingWebhookConfiguration whose CA bundle is kept up to date.")
 	fs.DurationVar(&o.probeInterval, "target-probe-interval", 2*time.Second,
 		"How often each target is probed; a target that stops answering is reported within about this long.")
 }
@@ -190,6 +220,7 @@ func run(o options) error {
 		return fmt.Errorf("creating a clientset: %w", err)
 	}
 	d := deps{
+		opts:     o,
 		notifier: notifier,
 		local:    local,
 		connector: remote.NewConnector(klog.NewContext(ctx, logger.WithName("remote")),

@@ -14,6 +14,15 @@ const (
 	ProxyPodSchedulingConstraintsAnnotation = "multicluster.admiralty.io/proxy-pod-scheduling-constraints"
 )
 
+// ProxyPodFinalizer keeps a proxy pod until its delegate is gone.
+const ProxyPodFinalizer = "multicluster.admiralty.io/multiclusterForegroundDeletion"
+
+// Scheduler names.
+const (
+	ProxySchedulerName     = "admiralty-proxy"
+	CandidateSchedulerName = "admiralty-candidate"
+)
+
 // Keys on namespaces.
 const (
 	// NamespaceEnabledLabel marks the namespaces where the elect webhook acts.

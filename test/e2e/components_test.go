@@ -83,7 +83,10 @@ func TestControllerManagerStartsAndServesHealthAndMetrics(t *testing.T) {
 		"--kubeconfig="+c.Kubeconfig,
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probePort),
-		"--leader-elect", "--leader-election-namespace="+ns)
+		"--leader-elect", "--leader-election-namespace="+ns,
+		// The webhook's certificate Secret is made in the test's namespace.
+		"--webhook-secret="+ns+"/flotilla-webhook-cert", "--webhook-cert-from-secret", "--webhook-dns-names=localhost",
+		"--webhook-bind-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", framework.FreePort(t)), "--webhook-cert-dir="+t.TempDir())
 
 	probes := fmt.Sprintf("http://127.0.0.1:%d", probePort)
 	for _, path := range []string{"/healthz", "/readyz"} {

@@ -1,0 +1,157 @@
+package webhook
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flotilla-io/flotilla/pkg/protocol"
+)
+
+func userPod(annotations map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", Annotations: annotations, Labels: map[string]string{"app": "web"}},
+		Spec: corev1.PodSpec{
+			Containers:   []corev1.Container{{Name: "main", Image: "nginx"}},
+			NodeSelector: map[string]string{"disktype": "ssd"},
+			Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+				RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{TopologyKey: corev1.LabelHostname}},
+			}},
+			Tolerations: []corev1.Toleration{{Key: corev1.TaintNodeUnreachable, Operator: corev1.TolerationOpExists,
+				Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptrInt64(30)}},
+			TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.DoNotSchedule}},
+		},
+	}
+}
+
+func ptrInt64(i int64) *int64 { return &i }
+
+func TestMutateToProxy(t *testing.T) {
+	elect := map[string]string{protocol.ElectAnnotation: ""}
+	cases := []struct {
+		name        string
+		pod         *corev1.Pod
+		wantProxy   bool
+		wantErr     string
+		wantSpec    func(*corev1.PodSpec) // extra checks
+		wantSelNode map[string]string
+	}{
+		{name: "not elected: untouched", pod: userPod(nil)},
+		{name: "elected", pod: userPod(elect), wantProxy: true,
+			wantSelNode: map[string]string{protocol.VirtualKubeletProviderKey: protocol.VirtualKubeletProvider}},
+		{name: "elected with cluster-level constraints", wantProxy: true,
+			pod: userPod(map[string]string{protocol.ElectAnnotation: "", protocol.ProxyPodSchedulingConstraintsAnnotation: `
+nodeSelector:
+  topology.kubernetes.io/region: eu-west
+tolerations:
+- key: example.com/spot
+  operator: Exists
+`}),
+			wantSelNode: map[string]string{protocol.VirtualKubeletProviderKey: protocol.VirtualKubeletProvider, "topology.kubernetes.io/region": "eu-west"},
+			wantSpec: func(s *corev1.PodSpec) {
+				if !containsToleration(s.Tolerations, "example.com/spot") {
+					t.Errorf("constraint toleration missing: %v", s.Tolerations)
+				}
+			}},
+		{name: "constraints in JSON with cluster affinity", wantProxy: true,
+			pod:         userPod(map[string]string{protocol.ElectAnnotation: "", protocol.ProxyPodSchedulingConstraintsAnnotation: `{"affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"multicluster.admiralty.io/cluster-name","operator":"In","values":["eu"]}]}]}}}}`}),
+			wantSelNode: map[string]string{protocol.VirtualKubeletProviderKey: protocol.VirtualKubeletProvider},
+			wantSpec: func(s *corev1.PodSpec) {
+				if s.Affinity == nil || s.Affinity.NodeAffinity == nil {
+					t.Errorf("cluster affinity missing")
+				}
+			}},
+		{name: "malformed constraints", wantErr: "annotation multicluster.admiralty.io/proxy-pod-scheduling-constraints is not valid YAML or JSON",
+			pod: userPod(map[string]string{protocol.ElectAnnotation: "", protocol.ProxyPodSchedulingConstraintsAnnotation: "nodeSelector: [unclosed"})},
+		{name: "misspelt constraint field", wantErr: `unknown field "nodeSelecter"`,
+			pod: userPod(map[string]string{protocol.ElectAnnotation: "", protocol.ProxyPodSchedulingConstraintsAnnotation: `{"nodeSelecter":{"a":"b"}}`})},
+		{name: "wrong type", wantErr: "annotation multicluster.admiralty.io/proxy-pod-scheduling-constraints",
+			pod: userPod(map[string]string{protocol.ElectAnnotation: "", protocol.ProxyPodSchedulingConstraintsAnnotation: `{"tolerations":"all"}`})},
+		{name: "pod affinity in constraints", wantErr: "pod affinity and anti-affinity apply to pods in the target",
+			pod: userPod(map[string]string{protocol.ElectAnnotation: "", protocol.ProxyPodSchedulingConstraintsAnnotation: `{"affinity":{"podAffinity":{}}}`})},
+		{name: "too large to save", wantErr: "too large to elect",
+			pod: userPod(map[string]string{protocol.ElectAnnotation: "", "big": strings.Repeat("x", 200*1024)})},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			original := tc.pod.DeepCopy()
+			pod := tc.pod.DeepCopy()
+			err := MutateToProxy(pod)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("MutateToProxy() error = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("MutateToProxy(): %v", err)
+			}
+			if !tc.wantProxy {
+				if diff := cmp.Diff(original, pod); diff != "" {
+					t.Errorf("pod changed (-before,+after):\n%s", diff)
+				}
+				return
+			}
+			// The saved manifest is the pod as the user wrote it.
+			var saved corev1.Pod
+			if err := json.Unmarshal([]byte(pod.Annotations[protocol.SourcePodManifestAnnotation]), &saved); err != nil {
+				t.Fatalf("saved manifest: %v", err)
+			}
+			if diff := cmp.Diff(original, &saved); diff != "" {
+				t.Errorf("saved manifest differs from the user's pod (-user,+saved):\n%s", diff)
+			}
+			s := pod.Spec
+			if s.SchedulerName != protocol.ProxySchedulerName {
+				t.Errorf("schedulerName = %q", s.SchedulerName)
+			}
+			if diff := cmp.Diff(tc.wantSelNode, s.NodeSelector); diff != "" {
+				t.Errorf("nodeSelector (-want,+got):\n%s", diff)
+			}
+			if s.Affinity != nil && (s.Affinity.PodAntiAffinity != nil || s.Affinity.PodAffinity != nil) {
+				t.Errorf("pod (anti-)affinity kept on the proxy: %+v", s.Affinity)
+			}
+			if len(s.TopologySpreadConstraints) != 0 {
+				t.Errorf("topology spread on real nodes kept on the proxy: %v", s.TopologySpreadConstraints)
+			}
+			if !containsToleration(s.Tolerations, protocol.VirtualKubeletProviderKey) || !containsToleration(s.Tolerations, corev1.TaintNodeUnreachable) {
+				t.Errorf("tolerations = %v, want the virtual-node one and the user's unreachable one", s.Tolerations)
+			}
+			if !contains(pod.Finalizers, protocol.ProxyPodFinalizer) {
+				t.Errorf("finalizers = %v", pod.Finalizers)
+			}
+			if tc.wantSpec != nil {
+				tc.wantSpec(&s)
+			}
+			// Idempotent: a second pass changes nothing.
+			again := pod.DeepCopy()
+			if err := MutateToProxy(again); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(pod, again); diff != "" {
+				t.Errorf("second mutation changed the proxy (-first,+second):\n%s", diff)
+			}
+		})
+	}
+}
+
+func containsToleration(ts []corev1.Toleration, key string) bool {
+	for _, t := range ts {
+		if t.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
