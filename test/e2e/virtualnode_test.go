@@ -37,13 +37,15 @@ func TestVirtualNodes(t *testing.T) {
 	t1 := cluster(t, framework.TargetName(1))
 	g.Expect(src.InstallCRDs(ctx)).To(Succeed())
 	g.Expect(t1.InstallCRDs(ctx)).To(Succeed())
-	framework.StartComponent(t, "controller-manager", "--kubeconfig="+t1.Kubeconfig, "--controllers=summary",
+	// The target side, as a user sets it up: Flotilla's summary and source
+	// controllers, and a Source for the source cluster's service account.
+	framework.StartComponent(t, "controller-manager", "--kubeconfig="+t1.Kubeconfig, "--controllers=summary,source",
 		"--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", framework.FreePort(t)))
-
 	idNS := t1.CreateNamespace(t, nil)
 	token, err := t1.ServiceAccountToken(ctx, idNS, "source")
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(t1.Grant(ctx, idNS, "source", readSummaries)).To(Succeed())
+	g.Expect(t1.Client.Create(ctx, &multiclusterv1alpha1.Source{ObjectMeta: metav1.ObjectMeta{Namespace: idNS, Name: "source"},
+		Spec: multiclusterv1alpha1.SourceSpec{ServiceAccountName: "source"}})).To(Succeed())
 	kc, err := t1.KubeconfigFor(token, "target-1")
 	g.Expect(err).NotTo(HaveOccurred())
 
