@@ -177,35 +177,34 @@ func (r *Reconciler) apply(ctx context.Context, obj client.Object) error {
 	if err != nil {
 		return err
 	}
-	switch want := obj.(type) {
-	case *rbacv1.RoleBinding:
-		have := existing.(*rbacv1.RoleBinding)
-		if have.RoleRef != want.RoleRef {
-			if err := r.Client.Delete(ctx, have); err != nil {
-				return err
-			}
-			return r.Client.Create(ctx, want)
-		}
-		if apiequality.Semantic.DeepEqual(have.Subjects, want.Subjects) {
-			return nil
-		}
-		have.Subjects = want.Subjects
-		return r.Client.Update(ctx, have)
-	case *rbacv1.ClusterRoleBinding:
-		have := existing.(*rbacv1.ClusterRoleBinding)
-		if have.RoleRef != want.RoleRef {
-			if err := r.Client.Delete(ctx, have); err != nil {
-				return err
-			}
-			return r.Client.Create(ctx, want)
-		}
-		if apiequality.Semantic.DeepEqual(have.Subjects, want.Subjects) {
-			return nil
-		}
-		have.Subjects = want.Subjects
-		return r.Client.Update(ctx, have)
+	haveRef, haveSubjects := bindingParts(existing)
+	wantRef, wantSubjects := bindingParts(obj)
+	if haveRef == nil || wantRef == nil {
+		return fmt.Errorf("unexpected binding type %T", obj)
 	}
-	return fmt.Errorf("unexpected binding type %T", obj)
+	if *haveRef != *wantRef {
+		if err := r.Client.Delete(ctx, existing); err != nil {
+			return err
+		}
+		return r.Client.Create(ctx, obj)
+	}
+	if apiequality.Semantic.DeepEqual(*haveSubjects, *wantSubjects) {
+		return nil
+	}
+	*haveSubjects = *wantSubjects
+	return r.Client.Update(ctx, existing)
+}
+
+// bindingParts returns the role reference and subjects of a RoleBinding or
+// ClusterRoleBinding.
+func bindingParts(obj client.Object) (*rbacv1.RoleRef, *[]rbacv1.Subject) {
+	switch b := obj.(type) {
+	case *rbacv1.RoleBinding:
+		return &b.RoleRef, &b.Subjects
+	case *rbacv1.ClusterRoleBinding:
+		return &b.RoleRef, &b.Subjects
+	}
+	return nil, nil
 }
 
 func (r *Reconciler) deleteIfExists(ctx context.Context, obj client.Object) error {
