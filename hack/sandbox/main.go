@@ -122,12 +122,8 @@ func printClusters(out io.Writer, s *framework.Sandbox) {
 }
 
 func status(ctx context.Context, out io.Writer, dir string) error {
-	s, err := framework.Load(dir)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			fmt.Fprintf(out, "no sandbox in %s\n", dir)
-			return nil
-		}
+	s, err := load(out, dir)
+	if s == nil || err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "sandbox in %s, started %s ago\n\n", s.Dir, time.Since(s.StartedAt).Round(time.Second))
@@ -194,12 +190,8 @@ func nodeReady(n *corev1.Node) string {
 }
 
 func down(out io.Writer, dir string) error {
-	s, err := framework.Load(dir)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			fmt.Fprintf(out, "no sandbox in %s\n", dir)
-			return nil
-		}
+	s, err := load(out, dir)
+	if s == nil || err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "stopping %d processes of the sandbox in %s\n", len(s.Processes), s.Dir)
@@ -208,4 +200,14 @@ func down(out io.Writer, dir string) error {
 	}
 	fmt.Fprintln(out, "sandbox stopped")
 	return nil
+}
+
+// load reads the sandbox in dir; without one it says so and returns nil.
+func load(out io.Writer, dir string) (*framework.Sandbox, error) {
+	s, err := framework.Load(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(out, "no sandbox in %s\n", dir)
+		return nil, nil
+	}
+	return s, err
 }

@@ -7,7 +7,6 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -26,20 +25,6 @@ func clientAs(g Gomega, c *framework.Cluster, ns, sa string) client.Client {
 	cl, err := client.New(cfg, client.Options{Scheme: framework.Scheme})
 	g.Expect(err).NotTo(HaveOccurred())
 	return cl
-}
-
-func sourceReady(g Gomega, c *framework.Cluster, obj client.Object) *metav1.Condition {
-	g.Expect(c.Client.Get(t0(), client.ObjectKeyFromObject(obj), obj)).To(Succeed())
-	var conds []metav1.Condition
-	switch o := obj.(type) {
-	case *multiclusterv1alpha1.Source:
-		conds = o.Status.Conditions
-	case *multiclusterv1alpha1.ClusterSource:
-		conds = o.Status.Conditions
-	}
-	cond := meta.FindStatusCondition(conds, multiclusterv1alpha1.ConditionReady)
-	g.Expect(cond).NotTo(BeNil())
-	return cond
 }
 
 func chaperon(ns, name string) *multiclusterv1alpha1.PodChaperon {
@@ -66,7 +51,7 @@ func TestSourcePermissions(t *testing.T) {
 
 	// Source A names a service account that does not exist yet.
 	g.Eventually(func(g Gomega) {
-		cond := sourceReady(g, c, srcA)
+		cond := readyCondition(g, c, srcA)
 		g.Expect(cond.Reason).To(Equal(multiclusterv1alpha1.ReasonServiceAccountNotFound))
 		g.Expect(cond.Message).To(ContainSubstring("service account " + nsA + "/source-a does not exist"))
 	}, framework.ShortTimeout, framework.Interval).Should(Succeed())
@@ -75,7 +60,7 @@ func TestSourcePermissions(t *testing.T) {
 	asB := clientAs(g, c, nsB, "source-b")
 	for _, s := range []*multiclusterv1alpha1.Source{srcA, srcB} {
 		g.Eventually(func(g Gomega) {
-			g.Expect(sourceReady(g, c, s).Reason).To(Equal(multiclusterv1alpha1.ReasonPermissionsGranted))
+			g.Expect(readyCondition(g, c, s).Reason).To(Equal(multiclusterv1alpha1.ReasonPermissionsGranted))
 		}, framework.ShortTimeout, framework.Interval).Should(Succeed())
 	}
 	// Permissions propagate through the authorizer's cache: wait for one.

@@ -37,7 +37,8 @@ func startTargetController(t *testing.T, src *framework.Cluster) (*framework.Com
 	return c, fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
 }
 
-// readyCondition returns the Ready condition of a Target or ClusterTarget.
+// readyCondition returns the Ready condition of a Target, ClusterTarget,
+// Source or ClusterSource.
 func readyCondition(g Gomega, c *framework.Cluster, obj client.Object) *metav1.Condition {
 	g.Expect(c.Client.Get(t0(), client.ObjectKeyFromObject(obj), obj)).To(Succeed())
 	var conds []metav1.Condition
@@ -46,6 +47,12 @@ func readyCondition(g Gomega, c *framework.Cluster, obj client.Object) *metav1.C
 		conds = o.Status.Conditions
 	case *multiclusterv1alpha1.ClusterTarget:
 		conds = o.Status.Conditions
+	case *multiclusterv1alpha1.Source:
+		conds = o.Status.Conditions
+	case *multiclusterv1alpha1.ClusterSource:
+		conds = o.Status.Conditions
+	default:
+		g.Expect(obj).To(BeNil(), "no Ready condition on %T", obj)
 	}
 	cond := meta.FindStatusCondition(conds, multiclusterv1alpha1.ConditionReady)
 	g.Expect(cond).NotTo(BeNil(), "no Ready condition yet")

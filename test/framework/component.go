@@ -13,7 +13,6 @@ import (
 // Component is a Flotilla binary that a test runs against the sandbox.
 type Component struct {
 	*Process
-	t testing.TB
 }
 
 // StartComponent runs bin/<name> with args until the test ends; when the test
@@ -39,7 +38,7 @@ func StartComponent(t testing.TB, name string, args ...string) *Component {
 			t.Logf("last lines of %s's log:\n%s", name, p.Tail(40))
 		}
 	})
-	return &Component{Process: p, t: t}
+	return &Component{Process: p}
 }
 
 // FreePort returns a loopback port that was free a moment ago and that no

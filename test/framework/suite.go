@@ -64,8 +64,8 @@ func SetupSandbox(ctx context.Context, targets int, progress io.Writer) (*Sandbo
 		if err != nil {
 			return nil, nil, fmt.Errorf("$%s=%s: %w", EnvSandbox, dir, err)
 		}
-		if crashed := s.Crashed(); len(crashed) > 0 {
-			return nil, nil, fmt.Errorf("$%s=%s: %w", EnvSandbox, dir, crashedError(crashed[0]))
+		if dead := s.Crashed(); len(dead) > 0 {
+			return nil, nil, fmt.Errorf("$%s=%s: %w", EnvSandbox, dir, crashed(dead[0]))
 		}
 		want := []string{SourceCluster}
 		for i := 1; i <= targets; i++ {
@@ -96,5 +96,3 @@ func SetupSandbox(ctx context.Context, targets int, progress io.Writer) (*Sandbo
 	}
 	return s, s.Down, nil
 }
-
-func crashedError(p *Process) error { return crashed(p) }

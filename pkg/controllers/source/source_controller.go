@@ -20,8 +20,9 @@ import (
 	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
 )
 
-// sourceLabel marks the ClusterRoleBindings made for a (namespaced)
-// Source, "<namespace>.<name>", so that they can be found once it is gone.
+// sourceLabel tells, on a ClusterRoleBinding made for a (namespaced) Source,
+// which Source it is for: "<namespace>.<name>" (for people and tooling; the
+// controller finds the binding by name).
 const sourceLabel = "multicluster.admiralty.io/source"
 
 // saIndex indexes Sources and ClusterSources by their service account,
