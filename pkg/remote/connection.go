@@ -21,8 +21,14 @@ import (
 	"github.com/flotilla-io/flotilla/pkg/protocol"
 )
 
-// ClusterFactory builds the client and cache of a connection.
-type ClusterFactory func(cfg *rest.Config) (cluster.Cluster, error)
+// Client rate limits of connections whose configuration sets none.
+const (
+	DefaultQPS   = 100
+	DefaultBurst = 200
+)
+
+// ClusterFactory builds the client and cache of the connection to key.
+type ClusterFactory func(key Key, cfg *rest.Config) (cluster.Cluster, error)
 
 // Scheme is what remote clients know: built-in types and Flotilla's API.
 var Scheme = func() *runtime.Scheme {
@@ -37,11 +43,16 @@ var Scheme = func() *runtime.Scheme {
 }()
 
 // NewCluster is the default ClusterFactory: a controller-runtime cluster
-// whose cache drops managed fields.
-func NewCluster(cfg *rest.Config) (cluster.Cluster, error) {
+// whose cache drops managed fields. The cache of a Target (namespaced)
+// watches namespaced objects in the Target's namespace only: that is all a
+// Source in the target grants (a ClusterTarget's ClusterSource grants all).
+func NewCluster(key Key, cfg *rest.Config) (cluster.Cluster, error) {
 	return cluster.New(cfg, func(o *cluster.Options) {
 		o.Scheme = Scheme
 		o.Cache.DefaultTransform = cache.TransformStripManagedFields()
+		if key.Namespace != "" {
+			o.Cache.DefaultNamespaces = map[string]cache.Config{key.Namespace: {}}
+		}
 	})
 }
 
@@ -89,7 +100,13 @@ func (c *connection) close() {
 }
 
 func (c *connector) start(key Key, cfg *rest.Config, fingerprint string) (*connection, error) {
-	cl, err := c.newCluster(rest.CopyConfig(cfg))
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 {
+		// client-go's default (5 QPS) would throttle a busy source's
+		// candidates, allow marks and status reads.
+		cfg.QPS, cfg.Burst = DefaultQPS, DefaultBurst
+	}
+	cl, err := c.newCluster(key, rest.CopyConfig(cfg))
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,14 @@ func (k Key) String() string {
 		return k.Name
 	}
 	return k.Namespace + "/" + k.Name
+}
+
+// ParseKey is the inverse of Key.String: "namespace/name" or "name".
+func ParseKey(s string) Key {
+	if ns, name, ok := strings.Cut(s, "/"); ok {
+		return Key{Namespace: ns, Name: name}
+	}
+	return Key{Name: s}
 }
 
 // Health is the result of the latest probe of a target.
@@ -81,6 +90,9 @@ type Options struct {
 	OnHealthChange func(Key, Health)
 	// OnSummaryChange is called whenever the target's ClusterSummary changes.
 	OnSummaryChange func(Key)
+	// OnConnectionChange is called after a target is connected (anew or
+	// with a new configuration) or disconnected.
+	OnConnectionChange func(Key)
 	// Now is the clock (tests swap it).
 	Now func() time.Time
 }
@@ -100,6 +112,9 @@ func (o *Options) defaults() {
 	}
 	if o.OnSummaryChange == nil {
 		o.OnSummaryChange = func(Key) {}
+	}
+	if o.OnConnectionChange == nil {
+		o.OnConnectionChange = func(Key) {}
 	}
 }
 
@@ -129,33 +144,47 @@ type connector struct {
 	conns map[Key]*connection
 }
 
-func (c *connector) Connect(_ context.Context, key Key, cfg *rest.Config, fingerprint string) (Cluster, error) {
+func (c *connector) Connect(ctx context.Context, key Key, cfg *rest.Config, fingerprint string) (Cluster, error) {
+	conn, changed, err := c.connect(ctx, key, cfg, fingerprint)
+	if changed {
+		c.opts.OnConnectionChange(key)
+	}
+	return conn, err
+}
+
+func (c *connector) connect(_ context.Context, key Key, cfg *rest.Config, fingerprint string) (Cluster, bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	changed := false
 	if conn, ok := c.conns[key]; ok {
 		if conn.fingerprint == fingerprint {
-			return conn, nil
+			return conn, false, nil
 		}
 		conn.close()
 		delete(c.conns, key)
+		changed = true
 	}
 	if c.ctx.Err() != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", key, c.ctx.Err())
+		return nil, changed, fmt.Errorf("connecting to %s: %w", key, c.ctx.Err())
 	}
 	conn, err := c.start(key, cfg, fingerprint)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", key, err)
+		return nil, changed, fmt.Errorf("connecting to %s: %w", key, err)
 	}
 	c.conns[key] = conn
-	return conn, nil
+	return conn, true, nil
 }
 
 func (c *connector) Disconnect(key Key) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if conn, ok := c.conns[key]; ok {
+	conn, ok := c.conns[key]
+	if ok {
 		conn.close()
 		delete(c.conns, key)
+	}
+	c.mu.Unlock()
+	if ok {
+		c.opts.OnConnectionChange(key)
 	}
 }
 
