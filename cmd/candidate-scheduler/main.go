@@ -1,11 +1,8 @@
 // Command candidate-scheduler is the kube-scheduler that a target cluster runs for
-// candidate pods (scheduler name admiralty-candidate). It is kube-scheduler's own command,
-// configured through a KubeSchedulerConfiguration (see config/), so every
-// kube-scheduler flag, health and metrics endpoint works as usual.
-//
-// The candidate plugin (pkg/plugins/candidate) is not written yet; it will be registered
-// here with app.WithPlugin. Until then this binary schedules like the stock
-// kube-scheduler.
+// candidate pods (scheduler name admiralty-candidate), with the Candidate plugin
+// (pkg/plugins/candidate). It is kube-scheduler's own command, configured through
+// a KubeSchedulerConfiguration (config/scheduler/candidate-scheduler.yaml), so
+// every kube-scheduler flag, health and metrics endpoint works as usual.
 package main
 
 import (
@@ -16,10 +13,13 @@ import (
 	_ "k8s.io/component-base/metrics/prometheus/clientgo"
 	_ "k8s.io/component-base/metrics/prometheus/version"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
+
+	_ "github.com/flotilla-io/flotilla/pkg/apis/config/scheme" // CandidateArgs
+	"github.com/flotilla-io/flotilla/pkg/plugins/candidate"
 )
 
 func main() {
-	command := app.NewSchedulerCommand()
+	command := app.NewSchedulerCommand(app.WithPlugin(candidate.Name, candidate.New))
 	command.Use = "candidate-scheduler"
 	os.Exit(cli.Run(command))
 }

@@ -3,9 +3,10 @@
 // chaperon, feedback, follow, summary, source and cleanup controllers. It runs
 // in every cluster of a fleet.
 //
-// Today it runs the summary controller (a target's ClusterSummary); the
-// others arrive with later work. It elects a leader when asked to and serves
-// health and metrics endpoints.
+// Today it runs the elect webhook, the target (connections and virtual
+// nodes), source (RBAC), summary, chaperon (target side) and feedback (source
+// side) controllers; follow and cleanup arrive with later work. It elects a
+// leader when asked to and serves health and metrics endpoints.
 package main
 
 import (
@@ -31,6 +32,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
+	"github.com/flotilla-io/flotilla/pkg/controllers/chaperon"
+	"github.com/flotilla-io/flotilla/pkg/controllers/feedback"
 	"github.com/flotilla-io/flotilla/pkg/controllers/source"
 	"github.com/flotilla-io/flotilla/pkg/controllers/summary"
 	"github.com/flotilla-io/flotilla/pkg/controllers/target"
@@ -53,10 +56,26 @@ type deps struct {
 	nodes     *vk.Manager
 	local     kubernetes.Interface
 	opts      options
+	// connections tells of targets connected or disconnected.
+	connections *remote.Broadcast
+	ctx         context.Context
 }
 
 // controllers are the controllers this binary can run, by name.
 var controllers = map[string]func(ctrl.Manager, deps) error{
+	"chaperon": func(mgr ctrl.Manager, _ deps) error {
+		return (&chaperon.Reconciler{
+			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("flotilla-chaperon"),
+		}).SetupWithManager(mgr)
+	},
+	"feedback": func(mgr ctrl.Manager, d deps) error {
+		r := &feedback.Reconciler{Client: mgr.GetClient(), Fleet: d.connector, Recorder: mgr.GetEventRecorder("flotilla-feedback")}
+		if err := r.SetupWithManager(mgr); err != nil {
+			return err
+		}
+		d.connections.Subscribe(func(key remote.Key) { r.TargetChanged(d.ctx, key) })
+		return nil
+	},
 	"summary": func(mgr ctrl.Manager, _ deps) error {
 		return (&summary.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
 	},
@@ -124,7 +143,7 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "controller-manager.flotilla.multicluster.admiralty.io",
 		"Name of the leader election Lease.")
 	fs.StringVar(&o.controllers, "controllers", "*",
-		"Comma-separated controllers to run: * for all, or names from: source, summary, target, webhook.")
+		"Comma-separated controllers to run: * for all, or names from: chaperon, feedback, source, summary, target, webhook.")
 	fs.StringVar(&o.webhookHost, "webhook-bind-host", "", "Address the elect webhook binds to (all by default).")
 	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the elect webhook.")
 	fs.StringVar(&o.webhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "flotilla-webhook-certs"),
@@ -219,12 +238,16 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("creating a clientset: %w", err)
 	}
+	connections := &remote.Broadcast{}
 	d := deps{
-		opts:     o,
-		notifier: notifier,
-		local:    local,
+		opts:        o,
+		notifier:    notifier,
+		local:       local,
+		connections: connections,
+		ctx:         klog.NewContext(ctx, logger),
 		connector: remote.NewConnector(klog.NewContext(ctx, logger.WithName("remote")),
-			remote.Options{ProbeInterval: o.probeInterval, OnHealthChange: notifier.Notify, OnSummaryChange: notifier.NotifyKey},
+			remote.Options{ProbeInterval: o.probeInterval, OnHealthChange: notifier.Notify, OnSummaryChange: notifier.NotifyKey,
+				OnConnectionChange: connections.Publish},
 			remote.NewCluster),
 		nodes: vk.NewManager(klog.NewContext(ctx, logger.WithName("vk")), local, vk.Options{}),
 	}

@@ -1,11 +1,12 @@
 // Command proxy-scheduler is the kube-scheduler that a source cluster runs for
-// proxy pods (scheduler name admiralty-proxy). It is kube-scheduler's own command,
-// configured through a KubeSchedulerConfiguration (see config/), so every
-// kube-scheduler flag, health and metrics endpoint works as usual.
+// proxy pods (scheduler name admiralty-proxy), with the Proxy plugin
+// (pkg/plugins/proxy). It is kube-scheduler's own command, configured through
+// a KubeSchedulerConfiguration (config/scheduler/proxy-scheduler.yaml), so
+// every kube-scheduler flag, health and metrics endpoint works as usual.
 //
-// The proxy plugin (pkg/plugins/proxy) is not written yet; it will be registered
-// here with app.WithPlugin. Until then this binary schedules like the stock
-// kube-scheduler.
+// Beside the scheduler it keeps connections to the source's targets (Targets
+// and ClusterTargets, read with the scheduler's own credentials), as the
+// controller-manager does, without reporting on them.
 package main
 
 import (
@@ -16,10 +17,14 @@ import (
 	_ "k8s.io/component-base/metrics/prometheus/clientgo"
 	_ "k8s.io/component-base/metrics/prometheus/version"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
+
+	_ "github.com/flotilla-io/flotilla/pkg/apis/config/scheme" // ProxyArgs
+	"github.com/flotilla-io/flotilla/pkg/plugins/proxy"
 )
 
 func main() {
-	command := app.NewSchedulerCommand()
+	f := &fleet{}
+	command := app.NewSchedulerCommand(app.WithPlugin(proxy.Name, proxy.NewFactory(f.start)))
 	command.Use = "proxy-scheduler"
 	os.Exit(cli.Run(command))
 }

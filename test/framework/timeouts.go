@@ -24,3 +24,8 @@ const (
 // answering: its virtual node is NotReady within this long (with the default
 // 2 s probe interval).
 const TargetLossTimeout = 10 * time.Second
+
+// RequeueTimeout is Flotilla's promise for a pending proxy pod once a
+// target gains room for it: it is scheduled there within this long (not
+// after the scheduler's periodic flush of unschedulable pods).
+const RequeueTimeout = 10 * time.Second

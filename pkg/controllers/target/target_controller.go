@@ -47,6 +47,10 @@ type Reconciler struct {
 	HealthEvents <-chan event.GenericEvent
 	// Nodes runs the virtual nodes; nil runs none.
 	Nodes *vk.Manager
+	// ConnectOnly keeps the connections without reporting: no status, no
+	// events. The proxy scheduler runs it so, beside the controller-manager
+	// that reports.
+	ConnectOnly bool
 }
 
 // view is what the reconciler needs of a Target or a ClusterTarget.
@@ -138,6 +142,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 		if err := r.setNode(v, conn.Summary(), h); err != nil {
 			return ctrl.Result{}, err
 		}
+	}
+	if r.ConnectOnly {
+		return ctrl.Result{}, nil
 	}
 	previous := meta.FindStatusCondition(*v.conditions, cond.Type)
 	transition := previous == nil || previous.Status != cond.Status || previous.Reason != cond.Reason

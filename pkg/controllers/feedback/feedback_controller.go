@@ -1,0 +1,322 @@
+package feedback
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
+	"github.com/flotilla-io/flotilla/pkg/protocol"
+	"github.com/flotilla-io/flotilla/pkg/remote"
+)
+
+// Event reasons.
+const (
+	// ReasonCandidatesLeft: a target could not be reached to delete a
+	// deleted proxy pod's candidates.
+	ReasonCandidatesLeft = "CandidatesLeft"
+)
+
+// Fleet is what the reconciler needs of the connections to targets.
+type Fleet interface {
+	Get(remote.Key) (remote.Cluster, error)
+	Keys() []remote.Key
+}
+
+// Reconciler reconciles proxy pods: their status follows their delegate's
+// (through its PodChaperon), and deleting one deletes its chaperons (and so
+// its candidate or delegate) in every target before its finalizer goes.
+type Reconciler struct {
+	Client   client.Client
+	Fleet    Fleet
+	Recorder events.EventRecorder
+
+	events  chan event.GenericEvent
+	mu      sync.Mutex
+	watched map[remote.Key]remote.Cluster
+}
+
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups="",resources=pods/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch;update
+
+// Reconcile feeds a proxy pod's status back, or cleans up after it.
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
+	pod := &corev1.Pod{}
+	if err := r.Client.Get(ctx, req.NamespacedName, pod); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !isProxy(pod) {
+		return ctrl.Result{}, nil
+	}
+	if !pod.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, pod)
+	}
+	if pod.Spec.NodeName == "" {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, r.reconcileStatus(ctx, pod)
+}
+
+func isProxy(pod *corev1.Pod) bool {
+	return pod.Spec.SchedulerName == protocol.ProxySchedulerName
+}
+
+// reconcileStatus copies the delegate's status (as its chaperon reports it)
+// to the proxy pod bound to the delegate's target.
+func (r *Reconciler) reconcileStatus(ctx context.Context, pod *corev1.Pod) error {
+	node := &corev1.Node{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: pod.Spec.NodeName}, node); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	key, ok := targetOf(node)
+	if !ok {
+		return nil
+	}
+	cl, err := r.Fleet.Get(key)
+	if err != nil {
+		return nil // reconnecting brings a new event
+	}
+	if err := r.releaseStrays(ctx, pod, key); err != nil {
+		return err
+	}
+	ch := &multiclusterv1alpha1.PodChaperon{}
+	if err := cl.GetClient().Get(ctx, types.NamespacedName{Namespace: pod.Namespace, Name: protocol.ChaperonName(pod)}, ch); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if ch.Labels[protocol.ProxyPodUIDLabel] != string(pod.UID) {
+		return nil
+	}
+	status := desiredStatus(pod, ch)
+	if equality.Semantic.DeepEqual(pod.Status, *status) {
+		return nil
+	}
+	updated := pod.DeepCopy()
+	updated.Status = *status
+	if err := r.Client.Status().Update(ctx, updated); err != nil {
+		return fmt.Errorf("updating the proxy pod's status: %w", err)
+	}
+	ctrl.LoggerFrom(ctx).V(4).Info("Fed back delegate status", "phase", status.Phase, "target", key.String())
+	return nil
+}
+
+// releaseStrays deletes the chaperons that a bound proxy pod still has in
+// targets other than its own (the proxy scheduler releases them when it
+// binds; this catches those it could not, e.g. across a restart).
+func (r *Reconciler) releaseStrays(ctx context.Context, pod *corev1.Pod, bound remote.Key) error {
+	for _, key := range r.Fleet.Keys() {
+		if key == bound || key.Namespace != "" && key.Namespace != pod.Namespace {
+			continue
+		}
+		cl, err := r.Fleet.Get(key)
+		if err != nil || !cl.Health().Ready {
+			continue
+		}
+		ch := &multiclusterv1alpha1.PodChaperon{}
+		if err := cl.GetClient().Get(ctx, types.NamespacedName{Namespace: pod.Namespace, Name: protocol.ChaperonName(pod)}, ch); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return fmt.Errorf("reading candidate in %s: %w", key, err)
+		}
+		if ch.Labels[protocol.ProxyPodUIDLabel] != string(pod.UID) || !ch.DeletionTimestamp.IsZero() {
+			continue
+		}
+		err = cl.GetClient().Delete(ctx, ch, client.Preconditions{UID: &ch.UID}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("releasing candidate in %s: %w", key, err)
+		}
+		ctrl.LoggerFrom(ctx).V(2).Info("Released a stray candidate of a bound proxy pod", "target", key.String())
+	}
+	return nil
+}
+
+// desiredStatus is the delegate's status as the proxy pod shows it: all of
+// it, except that a proxy pod that ended stays ended, and the proxy's own
+// PodScheduled condition (bound to the virtual node) is kept.
+func desiredStatus(pod *corev1.Pod, ch *multiclusterv1alpha1.PodChaperon) *corev1.PodStatus {
+	if terminal(pod.Status.Phase) {
+		return pod.Status.DeepCopy()
+	}
+	status := ch.Status.DeepCopy()
+	if status.Phase == "" {
+		return pod.Status.DeepCopy()
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type != corev1.PodScheduled {
+			continue
+		}
+		if i := slices.IndexFunc(status.Conditions, func(d corev1.PodCondition) bool { return d.Type == corev1.PodScheduled }); i >= 0 {
+			status.Conditions[i] = c
+		} else {
+			status.Conditions = append(status.Conditions, c)
+		}
+	}
+	return status
+}
+
+func terminal(p corev1.PodPhase) bool {
+	return p == corev1.PodSucceeded || p == corev1.PodFailed
+}
+
+// reconcileDelete deletes the proxy pod's chaperons in every target (the
+// target's chaperon controller deletes their pods at once) and removes the
+// finalizer once none is left in any target that answers.
+func (r *Reconciler) reconcileDelete(ctx context.Context, pod *corev1.Pod) (ctrl.Result, error) {
+	if !slices.Contains(pod.Finalizers, protocol.ProxyPodFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	logger := ctrl.LoggerFrom(ctx)
+	left := 0
+	var unreachable []string
+	for _, key := range r.Fleet.Keys() {
+		if key.Namespace != "" && key.Namespace != pod.Namespace {
+			continue
+		}
+		cl, err := r.Fleet.Get(key)
+		if err != nil {
+			continue
+		}
+		if !cl.Health().Ready {
+			unreachable = append(unreachable, key.String())
+			continue
+		}
+		list := &multiclusterv1alpha1.PodChaperonList{}
+		if err := cl.GetClient().List(ctx, list, client.InNamespace(pod.Namespace),
+			client.MatchingLabels{protocol.ProxyPodUIDLabel: string(pod.UID)}); err != nil {
+			return ctrl.Result{}, fmt.Errorf("listing candidates in %s: %w", key, err)
+		}
+		for i := range list.Items {
+			ch := &list.Items[i]
+			left++
+			if !ch.DeletionTimestamp.IsZero() {
+				continue
+			}
+			err := cl.GetClient().Delete(ctx, ch, client.PropagationPolicy(metav1.DeletePropagationBackground))
+			if err != nil && !apierrors.IsNotFound(err) {
+				return ctrl.Result{}, fmt.Errorf("deleting candidate %s in %s: %w", ch.Name, key, err)
+			}
+			logger.V(4).Info("Deleted candidate of deleted proxy pod", "target", key.String(), "chaperon", ch.Name)
+		}
+	}
+	if left > 0 {
+		// Chaperon deletions bring the pod back; the requeue covers a
+		// missed event.
+		return ctrl.Result{RequeueAfter: 10 * time.Second}, nil
+	}
+	if len(unreachable) > 0 && r.Recorder != nil {
+		r.Recorder.Eventf(pod, nil, corev1.EventTypeWarning, ReasonCandidatesLeft, "Delete",
+			"targets %v did not answer; candidates of this pod may be left there", unreachable)
+	}
+	patch := client.MergeFromWithOptions(pod.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	pod.Finalizers = slices.DeleteFunc(pod.Finalizers, func(f string) bool { return f == protocol.ProxyPodFinalizer })
+	if err := r.Client.Patch(ctx, pod, patch); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if pod.Spec.NodeName != "" {
+		// A virtual node has no kubelet to finish a graceful deletion: the
+		// delegate is gone, so the proxy pod goes now.
+		err := r.Client.Delete(ctx, pod, client.GracePeriodSeconds(0), client.Preconditions{UID: &pod.UID})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return ctrl.Result{}, fmt.Errorf("deleting the proxy pod: %w", err)
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// targetOf reads the target of a virtual node.
+func targetOf(node *corev1.Node) (remote.Key, bool) {
+	v, ok := node.Annotations[protocol.TargetAnnotation]
+	if !ok || node.Labels[protocol.VirtualKubeletProviderKey] != protocol.VirtualKubeletProvider {
+		return remote.Key{}, false
+	}
+	return remote.ParseKey(v), true
+}
+
+// TargetChanged follows a target's connection: a new one's PodChaperon
+// informer is watched, so that chaperon changes reconcile their proxy pods.
+// Call it on every connection change (remote.Options.OnConnectionChange).
+func (r *Reconciler) TargetChanged(ctx context.Context, key remote.Key) {
+	cl, err := r.Fleet.Get(key)
+	r.mu.Lock()
+	if r.watched == nil {
+		r.watched = map[remote.Key]remote.Cluster{}
+	}
+	if err != nil {
+		delete(r.watched, key)
+		r.mu.Unlock()
+		return
+	}
+	if r.watched[key] == cl {
+		r.mu.Unlock()
+		return
+	}
+	r.watched[key] = cl
+	r.mu.Unlock()
+	if cl.GetCache() == nil {
+		return
+	}
+	informer, err := cl.GetCache().GetInformer(ctx, &multiclusterv1alpha1.PodChaperon{}, cache.BlockUntilSynced(false))
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Watching PodChaperons", "target", key.String())
+		return
+	}
+	enqueue := func(obj any) {
+		if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		ch, ok := obj.(*multiclusterv1alpha1.PodChaperon)
+		if !ok {
+			return
+		}
+		name := ch.Annotations[protocol.ProxyPodNameAnnotation]
+		if name == "" {
+			return
+		}
+		r.events <- event.GenericEvent{Object: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ch.Namespace, Name: name}}}
+	}
+	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueue,
+		UpdateFunc: func(_, obj any) { enqueue(obj) },
+		DeleteFunc: enqueue,
+	}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Watching PodChaperons", "target", key.String())
+	}
+}
+
+// SetupWithManager watches proxy pods and, through TargetChanged, the
+// targets' chaperons.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.events = make(chan event.GenericEvent, 1024)
+	proxies := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		pod, ok := o.(*corev1.Pod)
+		return ok && isProxy(pod)
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("feedback").
+		For(&corev1.Pod{}, builder.WithPredicates(proxies)).
+		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 8}).
+		Complete(r)
+}

@@ -1,0 +1,36 @@
+// Package proxy is the Proxy scheduler plugin: it schedules proxy pods (the
+// source's stand-ins for pods that run in other clusters) onto virtual
+// nodes, one per target, by the two-phase protocol of DESIGN.md.
+//
+// How the protocol keeps kube-scheduler's serial scheduling cycle free of
+// remote round trips and polling:
+//
+//   - PreEnqueue is a gate. For a proxy pod it looks (in memory) for the
+//     pod's PodChaperons in every eligible target. Missing ones are handed
+//     to dispatch workers, which create them in the targets off the
+//     scheduling cycle; the pod stays gated until every target has given a
+//     verdict (Reserved or Unschedulable, written by the target's candidate
+//     scheduler) or candidateVerdictTimeout has passed. Verdicts arrive by
+//     the chaperon informers of pkg/remote's per-target caches; each
+//     verdict change calls Handle.Activate, which runs PreEnqueue again.
+//   - Filter reads the verdicts snapshotted in PreFilter: a virtual node
+//     passes only if its target reserved a real node. Score prefers the
+//     target with the most free capacity (its ClusterSummary) left after
+//     the pod. PostFilter records, per cluster, why none passed.
+//   - PreBind (the binding cycle, one goroutine per pod) writes the
+//     decision: the allow mark on the winner's chaperon, fenced by the proxy
+//     pod's UID and the reservation attempt (see pkg/protocol); it deletes
+//     the losers' chaperons at once, which releases their reservations; it
+//     then waits, on chaperon events, for the delegate to be bound before
+//     the proxy pod is bound to the virtual node. If the delegate is not
+//     bound in time, PreBind revokes its choice by deleting the chaperon
+//     with a resourceVersion precondition, which fails if the candidate has
+//     committed to bind meanwhile: then the choice is adopted instead.
+//   - Requeueing: chaperon changes, a target connected or gaining capacity
+//     (ClusterSummary), and virtual-node changes bring pending proxy pods
+//     back within seconds.
+//
+// A restarted proxy scheduler adopts the chaperons it finds (their names
+// derive from the proxy pod's UID): a chaperon that carries an allow mark
+// (or is binding or bound) is the only target such a pod may go to.
+package proxy
