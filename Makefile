@@ -33,7 +33,7 @@ tools: ## Build (once, cached) etcd, kube-apiserver, kube-controller-manager, ku
 
 .PHONY: test
 test: verify tools build ## What CI runs: verify, then unit and end-to-end tests (the e2e suite starts its own sandbox).
-	FLOTILLA_BIN=$(BIN) $(GO) test $(GOTESTFLAGS) -count=1 -timeout $(E2E_TIMEOUT) -v ./... 2>&1 | hack/test-summary.sh
+	FLOTILLA_BIN=$(BIN) $(GO) test $(GOTESTFLAGS) -p 1 -count=1 -timeout $(E2E_TIMEOUT) -v ./... 2>&1 | hack/test-summary.sh
 
 .PHONY: test-unit
 test-unit: ## Unit tests only (no API server needed).
@@ -41,7 +41,7 @@ test-unit: ## Unit tests only (no API server needed).
 
 .PHONY: test-e2e
 test-e2e: tools build ## End-to-end tests on a sandbox of their own (or FLOTILLA_SANDBOX=.sandbox to reuse one).
-	FLOTILLA_BIN=$(BIN) $(GO) test $(GOTESTFLAGS) -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/... 2>&1 | hack/test-summary.sh
+	FLOTILLA_BIN=$(BIN) $(GO) test $(GOTESTFLAGS) -p 1 -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/... 2>&1 | hack/test-summary.sh
 
 ##@ Code generation
 

@@ -20,9 +20,9 @@ import (
 )
 
 // Both schedulers are kube-scheduler commands: they start against a sandbox
-// cluster, answer on their health endpoints and schedule pods that name
-// their profile. (Their Flotilla plugins are not registered yet, so they
-// schedule like the stock scheduler.)
+// cluster, answer on their health endpoints and, with a profile that does
+// not enable their Flotilla plugin, schedule like the stock scheduler. (The
+// plugins are tested end to end in test/e2e/scheduling.)
 func TestSchedulersStartAndServeHealth(t *testing.T) {
 	cases := []struct {
 		binary, schedulerName, cluster string

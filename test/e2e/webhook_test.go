@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -13,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/flotilla-io/flotilla/pkg/protocol"
 	"github.com/flotilla-io/flotilla/test/framework"
@@ -26,18 +24,12 @@ func installWebhook(t *testing.T, c *framework.Cluster) *framework.Component {
 	t.Helper()
 	g := NewWithT(t)
 	ctx := t.Context()
-	out, err := c.Kubectl(ctx, "kustomize", filepath.Join(repoRoot(t), "config", "webhook"))
-	g.Expect(err).NotTo(HaveOccurred())
-	var cfg admissionregistrationv1.MutatingWebhookConfiguration
-	g.Expect(yaml.Unmarshal([]byte(out), &cfg)).To(Succeed())
 	port := framework.FreePort(t)
 	secretNS := c.CreateNamespace(t, nil)
-	cfg.Name = "flotilla-elect-" + secretNS
-	cfg.Webhooks[0].ClientConfig = admissionregistrationv1.WebhookClientConfig{
-		URL: ptr.To(fmt.Sprintf("https://localhost:%d/mutate-v1-pod", port)),
-	}
-	g.Expect(c.Client.Create(ctx, &cfg)).To(Succeed())
-	t.Cleanup(func() { _ = c.Client.Delete(context.Background(), &cfg) })
+	name, err := framework.InstallWebhookConfiguration(ctx, c, repoRoot(t), port, "flotilla-elect-"+secretNS)
+	g.Expect(err).NotTo(HaveOccurred())
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	t.Cleanup(func() { _ = c.Client.Delete(context.Background(), cfg) })
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: secretNS, Name: "flotilla-webhook-cert"}}
 	g.Expect(c.Client.Create(ctx, secret)).To(Succeed())
 
@@ -48,7 +40,7 @@ func installWebhook(t *testing.T, c *framework.Cluster) *framework.Component {
 		"--webhook-dns-names=localhost", "--webhook-configuration="+cfg.Name, "--webhook-cert-from-secret")
 	g.Eventually(func(g Gomega) {
 		var got admissionregistrationv1.MutatingWebhookConfiguration
-		g.Expect(c.Client.Get(ctx, client.ObjectKeyFromObject(&cfg), &got)).To(Succeed())
+		g.Expect(c.Client.Get(ctx, client.ObjectKeyFromObject(cfg), &got)).To(Succeed())
 		g.Expect(got.Webhooks[0].ClientConfig.CABundle).NotTo(BeEmpty(), "CA bundle not injected yet")
 	}, framework.ShortTimeout, framework.Interval).Should(Succeed())
 	return mgr

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +41,8 @@ type Fleet struct {
 	// "candidate-scheduler/<target>", "controller-manager/<target>".
 	Components map[string]*Process
 	logDir     string
+	// ports are the schedulers' secure ports.
+	ports map[string]int
 }
 
 // StartFleet installs and starts Flotilla on the sandbox's source and
@@ -50,7 +53,7 @@ func StartFleet(ctx context.Context, s *Sandbox, targets int, logDir string) (*F
 	if err != nil {
 		return nil, err
 	}
-	f := &Fleet{Source: src, Components: map[string]*Process{}, logDir: logDir}
+	f := &Fleet{Source: src, Components: map[string]*Process{}, logDir: logDir, ports: map[string]int{}}
 	for i := 1; i <= targets; i++ {
 		c, err := s.Cluster(TargetName(i))
 		if err != nil {
@@ -120,8 +123,7 @@ func (f *Fleet) startTarget(ctx context.Context, t *Cluster, root, binDir string
 	if err != nil {
 		return err
 	}
-	if err := f.start("candidate-scheduler/"+t.Name, filepath.Join(binDir, "candidate-scheduler"),
-		"--config="+cfg, "--bind-address=127.0.0.1", "--secure-port=0", "-v=4"); err != nil {
+	if err := f.startScheduler("candidate-scheduler/"+t.Name, filepath.Join(binDir, "candidate-scheduler"), cfg); err != nil {
 		return err
 	}
 	cs := &multiclusterv1alpha1.ClusterSource{ObjectMeta: metav1.ObjectMeta{Name: SourceCluster},
@@ -178,7 +180,7 @@ func (f *Fleet) startSource(ctx context.Context, root, binDir string) error {
 	if err := f.Source.Client.Create(ctx, check); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	name, err := InstallWebhookConfiguration(ctx, f.Source, root, port[0], "flotilla-elect-fleet")
+	name, err := InstallWebhookConfiguration(ctx, f.Source, root, port[0], fleetWebhookName)
 	if err != nil {
 		return err
 	}
@@ -194,8 +196,38 @@ func (f *Fleet) startSource(ctx context.Context, root, binDir string) error {
 	if err != nil {
 		return err
 	}
-	return f.start("proxy-scheduler", filepath.Join(binDir, "proxy-scheduler"),
-		"--config="+cfg, "--bind-address=127.0.0.1", "--secure-port=0", "-v=4")
+	return f.startScheduler("proxy-scheduler", filepath.Join(binDir, "proxy-scheduler"), cfg)
+}
+
+// startScheduler runs a scheduler whose health and metrics endpoints
+// answer anyone on loopback.
+func (f *Fleet) startScheduler(name, binary, cfg string) error {
+	ports, err := freePorts(1)
+	if err != nil {
+		return err
+	}
+	if err := f.start(name, binary, "--config="+cfg, "--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", ports[0]),
+		"--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics", "-v=4"); err != nil {
+		return err
+	}
+	f.ports[name] = ports[0]
+	return nil
+}
+
+// Metrics returns what a scheduler's /metrics endpoint serves.
+func (f *Fleet) Metrics(ctx context.Context, name string) (string, error) {
+	p, ok := f.Components[name]
+	if !ok {
+		return "", fmt.Errorf("no component %q", name)
+	}
+	code, body, err := (&Component{Process: p}).Get(ctx, fmt.Sprintf("https://127.0.0.1:%d/metrics", f.ports[name]), "")
+	if err != nil {
+		return "", err
+	}
+	if code != http.StatusOK {
+		return "", fmt.Errorf("GET /metrics of %s: %d: %s", name, code, body)
+	}
+	return body, nil
 }
 
 // InstallWebhookConfiguration registers config/webhook's elect webhook in c
@@ -213,7 +245,17 @@ func InstallWebhookConfiguration(ctx context.Context, c *Cluster, root string, p
 	cfg.Webhooks[0].ClientConfig = admissionregistrationv1.WebhookClientConfig{
 		URL: ptr.To(fmt.Sprintf("https://localhost:%d/mutate-v1-pod", port)),
 	}
-	if err := c.Client.Create(ctx, &cfg); err != nil {
+	if err := c.Client.Create(ctx, &cfg); apierrors.IsAlreadyExists(err) {
+		// Left by an earlier run on a reused sandbox: replace it.
+		old := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if err := c.Client.Delete(ctx, old); err != nil && !apierrors.IsNotFound(err) {
+			return "", fmt.Errorf("replacing webhook configuration %s: %w", name, err)
+		}
+		err = c.Client.Create(ctx, &cfg)
+		if err != nil {
+			return "", fmt.Errorf("creating webhook configuration %s: %w", name, err)
+		}
+	} else if err != nil {
 		return "", fmt.Errorf("creating webhook configuration %s: %w", name, err)
 	}
 	return name, nil
@@ -317,12 +359,30 @@ func (f *Fleet) Crashed() error {
 	return errors.Join(errs...)
 }
 
-// Stop stops every component.
+// Stop stops every component and removes what StartFleet created, so that
+// a reused sandbox is left as it was found.
 func (f *Fleet) Stop() {
 	for _, p := range f.Components {
 		p.stop(5 * time.Second)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	objs := []client.Object{
+		&admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: fleetWebhookName}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: webhookCheckNamespace}},
+	}
+	for _, t := range f.Targets {
+		objs = append(objs, &multiclusterv1alpha1.ClusterTarget{ObjectMeta: metav1.ObjectMeta{Name: t.Name}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: FleetNamespace, Name: t.Name}})
+		_ = t.Client.Delete(ctx, &multiclusterv1alpha1.ClusterSource{ObjectMeta: metav1.ObjectMeta{Name: SourceCluster}})
+	}
+	for _, o := range objs {
+		_ = f.Source.Client.Delete(ctx, o)
+	}
 }
+
+// fleetWebhookName is the fleet's MutatingWebhookConfiguration.
+const fleetWebhookName = "flotilla-elect-fleet"
 
 // Namespace creates a namespace of the given name in the source (enabled
 // for the elect webhook) and in every target, where delegates run.
