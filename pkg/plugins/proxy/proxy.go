@@ -83,6 +83,8 @@ type Proxy struct {
 	free map[remote.Key]corev1.ResourceList
 	// synced tells whether a target's chaperon informer has synced.
 	synced map[remote.Key]func() bool
+	// ready is each target's readiness last seen.
+	ready map[remote.Key]bool
 }
 
 // podState is what the plugin remembers of a pending proxy pod.
@@ -147,6 +149,7 @@ func New(ctx context.Context, args *config.ProxyArgs, h fwk.Handle, fleet Fleet)
 		watched: map[remote.Key]remote.Cluster{},
 		free:    map[remote.Key]corev1.ResourceList{},
 		synced:  map[remote.Key]func() bool{},
+		ready:   map[remote.Key]bool{},
 	}
 	if _, err := h.SharedInformerFactory().Core().V1().Pods().Informer().AddEventHandler(podHandler(pl)); err != nil {
 		return nil, fmt.Errorf("watching pods: %w", err)

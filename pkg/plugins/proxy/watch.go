@@ -69,6 +69,7 @@ func (pl *Proxy) targetChanged(ctx context.Context, key remote.Key) {
 		delete(pl.watched, key)
 		delete(pl.free, key)
 		delete(pl.synced, key)
+		delete(pl.ready, key)
 		pl.mu.Unlock()
 		if current != nil {
 			pl.activate(pl.store.forgetTarget(key)...)
@@ -77,6 +78,7 @@ func (pl *Proxy) targetChanged(ctx context.Context, key remote.Key) {
 	case current != conn:
 		pl.watched[key] = conn
 		delete(pl.synced, key)
+		pl.ready[key] = conn.Health().Ready
 		pl.mu.Unlock()
 		pl.store.forgetTarget(key)
 		if err := pl.watchChaperons(ctx, key, conn); err != nil {
@@ -85,14 +87,20 @@ func (pl *Proxy) targetChanged(ctx context.Context, key remote.Key) {
 		pl.activateAll()
 		return
 	}
+	// Pending pods come back when the target may take more than before:
+	// it gained free capacity, or it became ready. Other changes (capacity
+	// taken, the same health) leave them be.
 	grew := false
 	if s := conn.Summary(); s != nil {
 		old, seen := pl.free[key]
 		grew = !seen || gained(old, s.Free)
 		pl.free[key] = s.Free.DeepCopy()
 	}
+	ready := conn.Health().Ready
+	becameReady := ready && !pl.ready[key]
+	pl.ready[key] = ready
 	pl.mu.Unlock()
-	if grew || conn.Health().Ready {
+	if grew || becameReady {
 		pl.activateAll()
 	}
 }
