@@ -51,7 +51,9 @@ CONTROLLER_GEN = $(BIN)/controller-gen
 manifests: ## Generate CRDs (config/crd/bases) and RBAC (config/rbac) with controller-gen.
 	hack/build-tools.sh controller-gen
 	$(CONTROLLER_GEN) crd paths=./pkg/apis/... output:crd:artifacts:config=config/crd/bases
-	$(CONTROLLER_GEN) rbac:roleName=flotilla-controller-manager paths=./pkg/... output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=flotilla-controller-manager paths="./pkg/controllers/...;./pkg/webhook/...;./pkg/vk/..." output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=flotilla-proxy-scheduler paths=./pkg/plugins/proxy/... output:rbac:artifacts:config=config/rbac/proxy-scheduler
+	$(CONTROLLER_GEN) rbac:roleName=flotilla-candidate-scheduler paths=./pkg/plugins/candidate/... output:rbac:artifacts:config=config/rbac/candidate-scheduler
 	$(CONTROLLER_GEN) webhook paths=./pkg/webhook/... output:webhook:artifacts:config=config/webhook
 
 .PHONY: generate

@@ -23,3 +23,7 @@
 //     binds only under a current allow, and a proxy pod never has two
 //     delegates.
 package candidate
+
+// What the candidate scheduler needs besides kube-scheduler's own role
+// (make manifests writes config/rbac/candidate-scheduler/role.yaml):
+// +kubebuilder:rbac:groups=multicluster.admiralty.io,resources=podchaperons,verbs=get;list;watch;update;patch

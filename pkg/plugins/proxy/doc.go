@@ -34,3 +34,9 @@
 // derive from the proxy pod's UID): a chaperon that carries an allow mark
 // (or is binding or bound) is the only target such a pod may go to.
 package proxy
+
+// What the proxy scheduler needs besides kube-scheduler's own role (make
+// manifests writes config/rbac/proxy-scheduler/role.yaml):
+// +kubebuilder:rbac:groups=multicluster.admiralty.io,resources=targets;clustertargets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=patch
