@@ -288,21 +288,45 @@ func (pl *Candidate) chaperonChanged(obj any, deleted bool) {
 		}
 		return
 	}
-	wp := pl.handle.GetWaitingPod(uid)
-	if wp == nil {
+	pl.decide(uid, r, since, ch, deleted, 0)
+}
+
+// decisionRetries bound how often a decision that found no waiting pod is
+// tried again (after 20, 40, ... 320 ms).
+const decisionRetries = 5
+
+// decide applies the proxy's decision to the waiting candidate. A decision
+// can arrive between Permit's look at the chaperon and the framework's
+// registering the pod as waiting; it is then applied again shortly after.
+func (pl *Candidate) decide(uid types.UID, r reservation, since time.Time, ch *multiclusterv1alpha1.PodChaperon, deleted bool, tries int) {
+	allowed := !deleted && protocol.Allows(ch, r.attempt)
+	if !deleted && !allowed {
 		return
 	}
-	switch {
-	case deleted:
+	wp := pl.handle.GetWaitingPod(uid)
+	if wp == nil {
+		if tries < decisionRetries {
+			time.AfterFunc((20*time.Millisecond)<<tries, func() {
+				pl.mu.Lock()
+				current, held := pl.reservations[uid]
+				pl.mu.Unlock()
+				if held && current == r {
+					pl.decide(uid, r, since, ch, deleted, tries+1)
+				}
+			})
+		}
+		return
+	}
+	if deleted {
 		if wp.Reject(Name, ErrReasonReleased) {
 			permitOutcomes.WithLabelValues("released").Inc()
 			observeWait(since)
 		}
-	case protocol.Allows(ch, r.attempt):
-		wp.Allow(Name)
-		permitOutcomes.WithLabelValues("allowed").Inc()
-		observeWait(since)
+		return
 	}
+	wp.Allow(Name)
+	permitOutcomes.WithLabelValues("allowed").Inc()
+	observeWait(since)
 }
 
 // activate brings a chaperon's candidate pod back to the active queue.
