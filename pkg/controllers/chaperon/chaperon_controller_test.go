@@ -3,6 +3,7 @@ package chaperon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -174,8 +175,16 @@ func delegateDeleted(s corev1.PodStatus) corev1.PodStatus {
 	return s
 }
 
+// goingPod is pod, deleted and held by a finalizer.
+func goingPod(pod *corev1.Pod) *corev1.Pod {
+	pod.DeletionTimestamp = &earlier
+	pod.Finalizers = []string{"test.flotilla.io/keep"}
+	return pod
+}
+
 const (
 	createPod   = "create pod"
+	deletePod   = "delete pod"
 	patchStatus = "patch podchaperon/status"
 )
 
@@ -192,6 +201,8 @@ func TestReconcile(t *testing.T) {
 		objs    []client.Object
 		reader  []client.Object // what the API reader sees; nil: the client
 		created error           // the API server's answer to creating a pod
+		// readerErr, if set, is the API reader's answer to every read.
+		readerErr error
 		// wantPod is the pod of the chaperon's name afterwards, nil for none.
 		wantPod *corev1.Pod
 		// wantStatus is the chaperon's status afterwards.
@@ -366,6 +377,67 @@ func TestReconcile(t *testing.T) {
 			name: "chaperon being deleted: nothing to do",
 			objs: []client.Object{makeChaperon(deleting)},
 		},
+		{
+			name:       "chaperon gone: its candidate pod deleted at once",
+			objs:       []client.Object{candidateOf(makeChaperon(), running())},
+			wantWrites: []string{deletePod},
+		},
+		{
+			name:    "chaperon gone from the cache only: its candidate pod kept",
+			objs:    []client.Object{candidateOf(makeChaperon(), running())},
+			reader:  []client.Object{makeChaperon()},
+			wantPod: candidateOf(makeChaperon(), running()),
+		},
+		{
+			name:       "chaperon replaced (cache behind): the previous chaperon's candidate pod deleted",
+			objs:       []client.Object{previousCandidate()},
+			reader:     []client.Object{makeChaperon()},
+			wantWrites: []string{deletePod},
+		},
+		{
+			name:       "chaperon gone, gone around the cache too: its candidate pod deleted",
+			objs:       []client.Object{candidateOf(makeChaperon(), running())},
+			reader:     []client.Object{},
+			wantWrites: []string{deletePod},
+		},
+		{
+			name:      "chaperon gone, the API reader fails: candidate pod kept, retried",
+			objs:      []client.Object{candidateOf(makeChaperon(), running())},
+			readerErr: apierrors.NewServiceUnavailable("etcd is sad"),
+			wantPod:   candidateOf(makeChaperon(), running()),
+			wantErr:   true,
+		},
+		{
+			name:    "chaperon gone, foreign pod of its name: untouched",
+			objs:    []client.Object{foreignPod()},
+			wantPod: foreignPod(),
+		},
+		{
+			name:    "chaperon gone, candidate pod already going: not deleted again",
+			objs:    []client.Object{goingPod(candidateOf(makeChaperon(), running()))},
+			wantPod: goingPod(candidateOf(makeChaperon(), running())),
+		},
+		{
+			name:       "chaperon being deleted: its candidate pod deleted at once",
+			objs:       []client.Object{makeChaperon(deleting), candidateOf(makeChaperon(), running())},
+			wantWrites: []string{deletePod},
+		},
+		{
+			name:       "chaperon being deleted, once bound: its delegate pod deleted at once",
+			objs:       []client.Object{makeChaperon(binding, withStatus(running()), deleting), candidateOf(makeChaperon(binding), running())},
+			wantStatus: running(),
+			wantWrites: []string{deletePod},
+		},
+		{
+			name:    "chaperon being deleted, a previous chaperon's candidate pod: left to garbage collection",
+			objs:    []client.Object{makeChaperon(deleting), previousCandidate()},
+			wantPod: previousCandidate(),
+		},
+		{
+			name:    "chaperon being deleted, foreign pod of its name: untouched",
+			objs:    []client.Object{makeChaperon(deleting), foreignPod()},
+			wantPod: foreignPod(),
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -378,6 +450,13 @@ func TestReconcile(t *testing.T) {
 			var reader client.Reader = c
 			if tc.reader != nil {
 				reader = fake.NewClientBuilder().WithScheme(s).WithObjects(tc.reader...).Build()
+			}
+			if tc.readerErr != nil {
+				reader = interceptor.NewClient(fake.NewClientBuilder().WithScheme(s).Build(), interceptor.Funcs{
+					Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {
+						return tc.readerErr
+					},
+				})
 			}
 			recorder := events.NewFakeRecorder(10)
 			r := &Reconciler{Client: c, APIReader: reader, Recorder: recorder, Clock: clocktesting.NewFakePassiveClock(now)}
@@ -499,6 +578,57 @@ func TestNameFreed(t *testing.T) {
 			}
 			if p.Create(event.CreateEvent{Object: tc.pod}) || p.Update(event.UpdateEvent{ObjectOld: tc.pod, ObjectNew: tc.pod}) {
 				t.Error("creations and updates pass, want only deletions")
+			}
+		})
+	}
+}
+
+// TestDeleteCandidateSafely: the candidate pod of a deleted chaperon is
+// deleted only if it is still the pod that was read (a new candidate of the
+// same name is not), and an answer saying it is gone or replaced is fine.
+func TestDeleteCandidateSafely(t *testing.T) {
+	gone := apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name)
+	replaced := apierrors.NewConflict(schema.GroupResource{Resource: "pods"}, name, errors.New("Precondition failed: UID in precondition: candidate-pod-uid, UID in object meta: new-uid"))
+	cases := []struct {
+		name    string
+		answer  error
+		wantErr bool
+	}{
+		{name: "deleted"},
+		{name: "gone already", answer: gone},
+		{name: "replaced by a new pod of the same name", answer: replaced},
+		{name: "API server error", answer: apierrors.NewServiceUnavailable("etcd is sad"), wantErr: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ctx := ktesting.NewTestContext(t)
+			pod := candidateOf(makeChaperon(), running())
+			pod.UID = "candidate-pod-uid"
+			var deletes []string
+			c := fake.NewClientBuilder().WithScheme(newScheme(t)).WithObjects(pod).
+				WithInterceptorFuncs(interceptor.Funcs{
+					Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+						o := client.DeleteOptions{}
+						o.ApplyOptions(opts)
+						uid := "<none>"
+						if o.Preconditions != nil && o.Preconditions.UID != nil {
+							uid = string(*o.Preconditions.UID)
+						}
+						deletes = append(deletes, fmt.Sprintf("%s uid=%s", obj.GetName(), uid))
+						if tc.answer != nil {
+							return tc.answer
+						}
+						return c.Delete(ctx, obj, opts...)
+					},
+				}).Build()
+			r := &Reconciler{Client: c}
+
+			_, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: namespace, Name: name}})
+			if gotErr := err != nil; gotErr != tc.wantErr {
+				t.Errorf("Reconcile() error = %v, want error: %t", err, tc.wantErr)
+			}
+			if diff := cmp.Diff([]string{name + " uid=candidate-pod-uid"}, deletes); diff != "" {
+				t.Errorf("deletes (-want,+got):\n%s", diff)
 			}
 		})
 	}

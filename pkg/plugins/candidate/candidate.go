@@ -431,7 +431,13 @@ func (pl *Candidate) runMarks(ctx context.Context) {
 			}
 			if err := pl.writeMark(ctx, nn, mark); err != nil {
 				if apierrors.IsNotFound(err) {
+					// The chaperon is gone, and with it any need for a mark.
 					pl.marks.Forget(nn)
+					pl.mu.Lock()
+					if pl.desired[nn] == mark {
+						delete(pl.desired, nn)
+					}
+					pl.mu.Unlock()
 					return
 				}
 				klog.FromContext(ctx).Error(err, "Writing reservation mark", "chaperon", nn)
