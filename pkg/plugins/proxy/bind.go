@@ -90,13 +90,15 @@ func (pl *Proxy) PreBind(ctx context.Context, _ fwk.CycleState, pod *corev1.Pod,
 			return nil
 		case protocol.StateReserved:
 			if !protocol.Allows(ch, v.Attempt) {
-				if err := allow(ctx, cl.GetClient(), ch, v.Attempt); err != nil {
-					if apierrors.IsNotFound(err) {
-						continue
-					}
+				err := allow(ctx, cl.GetClient(), ch, v.Attempt)
+				switch {
+				case apierrors.IsNotFound(err):
+					// Deleted: its deletion event ends the wait below.
+				case err != nil:
 					return fwk.AsStatus(fmt.Errorf("allowing the candidate in %s: %w", key, err))
+				default:
+					logger.V(4).Info("Allowed candidate", "target", key.String(), "attempt", v.Attempt)
 				}
-				logger.V(4).Info("Allowed candidate", "target", key.String(), "attempt", v.Attempt)
 			}
 			if !released {
 				pl.release(ctx, pod, key, chs)

@@ -125,6 +125,11 @@ func (pl *Proxy) explain(statuses fwk.NodeToStatusReader) string {
 		why := key.String() + ": " + ErrReasonNotEligible
 		if st := statuses.Get(node.Name); st != nil && st.Message() != "" {
 			why = st.Message()
+			if !strings.HasPrefix(why, key.String()+": ") {
+				// A status from another plugin, or the framework's own
+				// (e.g. for a node left out by PreFilter).
+				why = key.String() + ": " + why
+			}
 		}
 		reasons = append(reasons, why)
 	}

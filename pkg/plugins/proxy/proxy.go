@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -117,7 +118,7 @@ var (
 func NewFactory(start FleetStarter) frameworkruntime.PluginFactory {
 	return func(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
 		args, ok := obj.(*config.ProxyArgs)
-		if !ok {
+		if !ok || args == nil {
 			return nil, fmt.Errorf("want args of type ProxyArgs, got %T", obj)
 		}
 		if err := validation.ValidateProxyArgs(nil, args); err != nil {
@@ -231,10 +232,17 @@ func (pl *Proxy) PreEnqueue(ctx context.Context, pod *corev1.Pod) *fwk.Status {
 			pl.startRoundLocked(pod.UID, st, now)
 		}
 		pl.queue.Add(pod.UID)
+		slices.Sort(missing)
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "sending candidates to "+strings.Join(missing, ", "))
+	}
+	if len(waiting) > 0 && st.roundStart.IsZero() {
+		// Candidates that exist already (adopted after a restart) are
+		// awaited like new ones.
+		pl.startRoundLocked(pod.UID, st, now)
 	}
 	deadline := st.roundStart.Add(pl.args.CandidateVerdictTimeout.Duration)
 	if len(waiting) > 0 && now.Before(deadline) {
+		slices.Sort(waiting)
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "waiting for the verdicts of "+strings.Join(waiting, ", "))
 	}
 	if !st.verdictsRecorded && !st.roundStart.IsZero() {

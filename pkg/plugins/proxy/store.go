@@ -32,10 +32,10 @@ func proxyUID(ch *multiclusterv1alpha1.PodChaperon) types.UID {
 }
 
 // set records ch as the chaperon in key and returns the verdict it
-// replaces (zero if none) and the new one. An object older than the one
-// held (by resourceVersion, when both come from the same server) is
-// ignored.
-func (s *store) set(key remote.Key, ch *multiclusterv1alpha1.PodChaperon) (before, after protocol.Verdict, ok bool) {
+// replaces (zero if none) and the new one. With ifAbsent (our own writes'
+// results, which may be older than what the informer delivered already),
+// a chaperon of the same UID that is held is kept.
+func (s *store) set(key remote.Key, ch *multiclusterv1alpha1.PodChaperon, ifAbsent bool) (before, after protocol.Verdict, ok bool) {
 	uid := proxyUID(ch)
 	if uid == "" {
 		return before, after, false
@@ -48,7 +48,7 @@ func (s *store) set(key remote.Key, ch *multiclusterv1alpha1.PodChaperon) (befor
 		s.chaperons[uid] = byKey
 	}
 	if old := byKey[key]; old != nil {
-		if old.UID == ch.UID && old.ResourceVersion == ch.ResourceVersion {
+		if old.UID == ch.UID && (ifAbsent || old.ResourceVersion == ch.ResourceVersion) {
 			return before, after, false
 		}
 		before = protocol.VerdictOf(old)

@@ -15,13 +15,13 @@ import (
 )
 
 // observe records a chaperon seen in key (by the informer of connection
-// conn, or nil for our own writes) and wakes its proxy pod when its
-// verdict changed.
+// conn, or nil for the result of our own write, which never replaces what
+// the informer delivered) and wakes its proxy pod when its verdict changed.
 func (pl *Proxy) observe(key remote.Key, conn remote.Cluster, ch *multiclusterv1alpha1.PodChaperon) {
 	if conn != nil && !pl.isWatched(key, conn) {
 		return
 	}
-	before, after, changed := pl.store.set(key, ch)
+	before, after, changed := pl.store.set(key, ch, conn == nil)
 	if !changed || before.State == after.State && before.Attempt == after.Attempt {
 		return
 	}
