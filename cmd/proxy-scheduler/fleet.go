@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"sync"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -14,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
 	"github.com/flotilla-io/flotilla/pkg/controllers/target"
 	"github.com/flotilla-io/flotilla/pkg/plugins/proxy"
 	"github.com/flotilla-io/flotilla/pkg/remote"
@@ -42,15 +39,8 @@ func (f *fleet) run(ctx context.Context, kubeconfig *rest.Config) error {
 	cfg := rest.CopyConfig(kubeconfig)
 	// kube-scheduler asks for protobuf, which custom resources do not speak.
 	cfg.ContentType, cfg.AcceptContentTypes = "", ""
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	if err := multiclusterv1alpha1.AddToScheme(scheme); err != nil {
-		return err
-	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
+		Scheme:                 remote.Scheme,
 		Logger:                 logger,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
