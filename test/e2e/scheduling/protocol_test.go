@@ -239,3 +239,29 @@ func TestSchedulerCrashesWhileInFlight(t *testing.T) {
 	g.Expect(watch.doubles()).To(BeEmpty(), "proxy pods with two delegates")
 	g.Expect(fleet.Crashed()).To(Succeed())
 }
+
+// Topology spread over the cluster-name label of virtual nodes spreads a
+// Deployment's pods evenly across targets.
+func TestTopologySpreadAcrossClusters(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	ns := namespace(t)
+	d := framework.Deployment(ns, "spread", 4)
+	d.Spec.Template.Annotations = map[string]string{
+		protocol.ElectAnnotation: "",
+		protocol.ProxyPodSchedulingConstraintsAnnotation: `{"topologySpreadConstraints":[{"maxSkew":1,` +
+			`"topologyKey":"multicluster.admiralty.io/cluster-name","whenUnsatisfiable":"DoNotSchedule",` +
+			`"labelSelector":{"matchLabels":{"app":"spread"}}}]}`,
+	}
+	g.Expect(fleet.Source.Client.Create(ctx, d)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		var proxies corev1.PodList
+		g.Expect(fleet.Source.Client.List(ctx, &proxies, client.InNamespace(ns), client.MatchingLabels{"app": "spread"})).To(Succeed())
+		g.Expect(proxies.Items).To(HaveLen(4))
+		perTarget := map[string]int{}
+		for i := range proxies.Items {
+			perTarget[expectDelegated(g, ctx, &proxies.Items[i])]++
+		}
+		g.Expect(perTarget).To(Equal(map[string]int{framework.TargetName(1): 2, framework.TargetName(2): 2}))
+	}, framework.PodTimeout, framework.Interval).Should(Succeed())
+}
