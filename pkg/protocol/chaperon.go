@@ -195,9 +195,25 @@ var sourceOnlyAnnotations = []string{
 	"kubectl.kubernetes.io/last-applied-configuration",
 }
 
-// protocolMarks are written on chaperons by the schedulers and never copied
-// to pods.
-var protocolMarks = []string{ReservationAnnotation, AllowedAnnotation, BindingAnnotation}
+// protocolMarks are written on chaperons by the schedulers (and, with
+// TargetAnnotation, by the source: the Target or ClusterTarget, as
+// "<namespace>/<name>" or "<name>", through which the chaperon was made) and
+// never copied to pods.
+var protocolMarks = []string{ReservationAnnotation, AllowedAnnotation, BindingAnnotation, TargetAnnotation}
+
+// ChaperonTarget is the source's target (key string) that made ch, "" if
+// it does not say. Two Targets of one source may lead to the same cluster:
+// a chaperon belongs to the one that made it.
+func ChaperonTarget(ch *multiclusterv1alpha1.PodChaperon) string {
+	return ch.Annotations[TargetAnnotation]
+}
+
+// OfTarget reports whether ch belongs to the target named target (or does
+// not say).
+func OfTarget(ch *multiclusterv1alpha1.PodChaperon, target string) bool {
+	t := ChaperonTarget(ch)
+	return t == "" || t == target
+}
 
 // NewChaperon is the chaperon of proxy pod in a target: the pod as the user
 // wrote it (see SourceManifest) with its delegate spec (see DelegateSpec).

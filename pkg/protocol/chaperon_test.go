@@ -861,3 +861,27 @@ func TestChaperonOf(t *testing.T) {
 		})
 	}
 }
+
+func TestOfTarget(t *testing.T) {
+	cases := []struct {
+		name        string
+		annotations map[string]string
+		target      string
+		want        bool
+	}{
+		{name: "made through this target", annotations: map[string]string{TargetAnnotation: "team-a/eu"}, target: "team-a/eu", want: true},
+		{name: "made through another target to the same cluster", annotations: map[string]string{TargetAnnotation: "eu"}, target: "team-a/eu", want: false},
+		{name: "does not say", target: "eu", want: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := makeChaperon("uid-1", tc.annotations)
+			if diff := cmp.Diff(tc.want, OfTarget(ch, tc.target)); diff != "" {
+				t.Errorf("OfTarget (-want,+got):\n%s", diff)
+			}
+			if _, ok := CandidatePod(ch).Annotations[TargetAnnotation]; ok {
+				t.Errorf("the candidate pod carries %s", TargetAnnotation)
+			}
+		})
+	}
+}

@@ -39,8 +39,9 @@ const (
 	// VirtualKubeletProvider is the value of that label and taint on
 	// Flotilla's virtual nodes.
 	VirtualKubeletProvider = "admiralty"
-	// TargetAnnotation on a virtual node names its target: "<namespace>/<name>"
-	// for a Target, "<name>" for a ClusterTarget.
+	// TargetAnnotation on a virtual node (and on a PodChaperon) names its
+	// target in the source: "<namespace>/<name>" for a Target, "<name>" for
+	// a ClusterTarget.
 	TargetAnnotation = "multicluster.admiralty.io/target"
 )
 

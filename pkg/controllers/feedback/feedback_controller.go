@@ -140,7 +140,10 @@ func (r *Reconciler) releaseStrays(ctx context.Context, pod *corev1.Pod, bound r
 			}
 			return fmt.Errorf("reading candidate in %s: %w", key, err)
 		}
-		if ch.Labels[protocol.ProxyPodUIDLabel] != string(pod.UID) || !ch.DeletionTimestamp.IsZero() {
+		if ch.Labels[protocol.ProxyPodUIDLabel] != string(pod.UID) || !ch.DeletionTimestamp.IsZero() ||
+			!protocol.OfTarget(ch, key.String()) || protocol.Decided(ch) {
+			// Not this target's (two Targets may lead to one cluster), or
+			// the choice itself.
 			continue
 		}
 		err = cl.GetClient().Delete(ctx, ch, client.Preconditions{UID: &ch.UID}, client.PropagationPolicy(metav1.DeletePropagationBackground))

@@ -171,13 +171,19 @@ func (pl *Proxy) release(ctx context.Context, pod *corev1.Pod, chosen remote.Key
 			continue
 		}
 		wg.Go(func() {
-			var err error
-			if known {
-				err = cl.GetClient().Delete(ctx, ch, client.Preconditions{UID: &ch.UID}, client.PropagationPolicy(metav1.DeletePropagationBackground))
-			} else {
-				stray := &multiclusterv1alpha1.PodChaperon{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: protocol.ChaperonName(pod)}}
-				err = cl.GetClient().Delete(ctx, stray, client.PropagationPolicy(metav1.DeletePropagationBackground))
+			if !known {
+				// Read it (waiting for the cache): the cluster may also be
+				// the chosen one's, through another Target.
+				ch = &multiclusterv1alpha1.PodChaperon{}
+				key := types.NamespacedName{Namespace: pod.Namespace, Name: protocol.ChaperonName(pod)}
+				if err := cl.GetClient().Get(ctx, key, ch); err != nil {
+					return
+				}
 			}
+			if !protocol.OfTarget(ch, key.String()) || ch.Labels[protocol.ProxyPodUIDLabel] != string(pod.UID) {
+				return
+			}
+			err := cl.GetClient().Delete(ctx, ch, client.Preconditions{UID: &ch.UID}, client.PropagationPolicy(metav1.DeletePropagationBackground))
 			if err != nil && !apierrors.IsNotFound(err) {
 				klog.FromContext(ctx).Error(err, "Releasing a candidate", "pod", klog.KObj(pod), "target", key.String())
 			}

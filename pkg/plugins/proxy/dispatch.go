@@ -105,7 +105,9 @@ func (pl *Proxy) dispatch(ctx context.Context, uid types.UID) (bool, error) {
 	var wg sync.WaitGroup
 	for _, t := range missing {
 		wg.Go(func() {
-			if err := pl.create(ctx, t.key, ch.DeepCopy()); err != nil {
+			mine := ch.DeepCopy()
+			mine.Annotations[protocol.TargetAnnotation] = t.key.String()
+			if err := pl.create(ctx, t.key, mine); err != nil {
 				logger.V(2).Info("Could not create candidate", "target", t.key.String(), "err", err.Error())
 				mu.Lock()
 				failures[t.key] = fmt.Sprintf("cannot create the candidate: %v", err)
@@ -153,6 +155,9 @@ func (pl *Proxy) create(ctx context.Context, key remote.Key, ch *multiclusterv1a
 		}
 		if existing.Labels[protocol.ProxyPodUIDLabel] != ch.Labels[protocol.ProxyPodUIDLabel] {
 			return fmt.Errorf("PodChaperon %s/%s exists and belongs to another proxy pod", ch.Namespace, ch.Name)
+		}
+		if !protocol.OfTarget(existing, key.String()) {
+			return fmt.Errorf("this cluster has the pod's candidate already, through target %s", protocol.ChaperonTarget(existing))
 		}
 		ch = existing
 	} else if err != nil {

@@ -114,6 +114,8 @@ func TestPreEnqueueSendsCandidates(t *testing.T) {
 			}
 			for _, k := range tc.wantChaperons {
 				ch := f.getChaperon(remote.ParseKey(k), tc.pod)
+				// Each chaperon names the target that made it.
+				want.Annotations[protocol.TargetAnnotation] = k
 				if diff := cmp.Diff(want, contentOf(ch)); diff != "" {
 					t.Errorf("chaperon in %s (-want,+got):\n%s", k, diff)
 				}
@@ -548,4 +550,24 @@ func TestCreateKeepsNewerVerdict(t *testing.T) {
 		WithTimeout(eventuallyTimeout).WithPolling(pollInterval).
 		Should(Equal(listResult{Code: fwk.UnschedulableAndUnresolvable, Prefix: waitingPrefix, Items: []string{"team-a/target-1"}}))
 	g.Expect(protocol.VerdictOf(f.pl.store.get(pod.UID)[keyCluster2]).State).To(Equal(protocol.StateReserved))
+}
+
+// TestTwoTargetsToOneCluster: a Target and a ClusterTarget may lead to the
+// same cluster; a chaperon counts only for the target that made it, so the
+// other one's release or verdicts never touch it.
+func TestTwoTargetsToOneCluster(t *testing.T) {
+	pod := makeProxyPod(t, "web-0")
+	f := newFixture(t, defaultArgs(), []targetSpec{tgt(keyTarget1), tgt(keyCluster2)}, pod)
+	f.putChaperon(keyTarget1, pod, func(ch *multiclusterv1alpha1.PodChaperon) {
+		ch.Annotations[protocol.TargetAnnotation] = keyCluster2.String()
+	})
+	if got := f.storeKeys(pod); len(got) != 0 {
+		t.Errorf("the plugin counts a chaperon made through %s as %v's", keyCluster2, got)
+	}
+	f.putChaperon(keyCluster2, pod, func(ch *multiclusterv1alpha1.PodChaperon) {
+		ch.Annotations[protocol.TargetAnnotation] = keyCluster2.String()
+	})
+	if diff := cmp.Diff([]string{keyCluster2.String()}, f.storeKeys(pod)); diff != "" {
+		t.Errorf("chaperons known to the plugin (-want,+got):\n%s", diff)
+	}
 }

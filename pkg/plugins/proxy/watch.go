@@ -18,7 +18,7 @@ import (
 // conn, or nil for the result of our own write, which never replaces what
 // the informer delivered) and wakes its proxy pod when its verdict changed.
 func (pl *Proxy) observe(key remote.Key, conn remote.Cluster, ch *multiclusterv1alpha1.PodChaperon) {
-	if conn != nil && !pl.isWatched(key, conn) {
+	if conn != nil && !pl.isWatched(key, conn) || !protocol.OfTarget(ch, key.String()) {
 		return
 	}
 	before, after, changed := pl.store.set(key, ch, conn == nil)
@@ -33,7 +33,7 @@ func (pl *Proxy) observe(key remote.Key, conn remote.Cluster, ch *multiclusterv1
 }
 
 func (pl *Proxy) observeDeleted(key remote.Key, conn remote.Cluster, ch *multiclusterv1alpha1.PodChaperon) {
-	if !pl.isWatched(key, conn) {
+	if !pl.isWatched(key, conn) || !protocol.OfTarget(ch, key.String()) {
 		return
 	}
 	if pl.store.remove(key, ch) {
