@@ -59,6 +59,12 @@ const (
 	StateBound State = "Bound"
 )
 
+// ReasonDelegateDeleted is the reason of a chaperon's (and then its proxy
+// pod's) Failed status when its delegate pod was deleted in the target: it
+// is never made again, and the source deletes the proxy pod so that its
+// owner makes a new one.
+const ReasonDelegateDeleted = "DelegateDeleted"
+
 // Verdict is what a chaperon says about its target.
 type Verdict struct {
 	State State

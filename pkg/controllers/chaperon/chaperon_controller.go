@@ -36,9 +36,9 @@ const (
 	// ReasonNameTaken: a pod that the chaperon does not control has the
 	// candidate pod's name.
 	ReasonNameTaken = "NameTaken"
-	// ReasonDelegateDeleted: the candidate pod was deleted once bound (it was
-	// the delegate). It is also the reason of the chaperon's Failed status.
-	ReasonDelegateDeleted = "DelegateDeleted"
+	// ReasonDelegateDeleted: the candidate pod was deleted once bound (see
+	// protocol.ReasonDelegateDeleted).
+	ReasonDelegateDeleted = protocol.ReasonDelegateDeleted
 )
 
 // Actions of the events recorded on PodChaperons.

@@ -35,6 +35,9 @@ const (
 	// ReasonCandidatesLeft: a target could not be reached to delete a
 	// deleted proxy pod's candidates.
 	ReasonCandidatesLeft = "CandidatesLeft"
+	// ReasonDelegateGone: the proxy pod was deleted because its delegate
+	// (or the delegate's PodChaperon) was deleted in the target.
+	ReasonDelegateGone = "DelegateGone"
 )
 
 // Fleet is what the reconciler needs of the connections to targets.
@@ -102,11 +105,18 @@ func (r *Reconciler) reconcileStatus(ctx context.Context, pod *corev1.Pod) error
 		return err
 	}
 	ch := &multiclusterv1alpha1.PodChaperon{}
-	if err := cl.GetClient().Get(ctx, types.NamespacedName{Namespace: pod.Namespace, Name: protocol.ChaperonName(pod)}, ch); err != nil {
+	name := types.NamespacedName{Namespace: pod.Namespace, Name: protocol.ChaperonName(pod)}
+	if err := cl.GetClient().Get(ctx, name, ch); err != nil {
+		if apierrors.IsNotFound(err) && cl.Health().Ready {
+			return r.deleteProxy(ctx, pod, fmt.Sprintf("its delegate's PodChaperon %s in target %s was deleted", name, key))
+		}
 		return client.IgnoreNotFound(err)
 	}
 	if ch.Labels[protocol.ProxyPodUIDLabel] != string(pod.UID) {
 		return nil
+	}
+	if ch.Status.Phase == corev1.PodFailed && ch.Status.Reason == protocol.ReasonDelegateDeleted {
+		return r.deleteProxy(ctx, pod, fmt.Sprintf("its delegate %s was deleted in target %s", name, key))
 	}
 	status := desiredStatus(pod, ch)
 	if equality.Semantic.DeepEqual(pod.Status, *status) {
@@ -118,6 +128,26 @@ func (r *Reconciler) reconcileStatus(ctx context.Context, pod *corev1.Pod) error
 		return fmt.Errorf("updating the proxy pod's status: %w", err)
 	}
 	ctrl.LoggerFrom(ctx).V(4).Info("Fed back delegate status", "phase", status.Phase, "target", key.String())
+	return nil
+}
+
+// deleteProxy deletes a proxy pod whose delegate is gone, as the pod
+// would be gone had it run here: its owner makes a new one. (The delegate is
+// never made again: a proxy pod has at most one.)
+func (r *Reconciler) deleteProxy(ctx context.Context, pod *corev1.Pod, why string) error {
+	if terminal(pod.Status.Phase) {
+		return nil // it ended before: that stands, as for a local pod
+	}
+	if err := r.Client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID}); err != nil {
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			return nil
+		}
+		return fmt.Errorf("deleting the proxy pod: %w", err)
+	}
+	if r.Recorder != nil {
+		r.Recorder.Eventf(pod, nil, corev1.EventTypeWarning, ReasonDelegateGone, "Delete", "Deleted: %s", why)
+	}
+	ctrl.LoggerFrom(ctx).V(2).Info("Deleted proxy pod whose delegate is gone", "why", why)
 	return nil
 }
 

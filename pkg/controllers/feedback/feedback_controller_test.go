@@ -446,6 +446,8 @@ func TestReconcileStatus(t *testing.T) {
 		targets map[remote.Key][]client.Object
 		// wantStatus is the pod's status afterwards.
 		wantStatus corev1.PodStatus
+		// wantGone: the pod is deleted.
+		wantGone   bool
 		wantWrites []string
 		// wantChaperons are the targets' chaperons afterwards; nil: as before.
 		wantChaperons map[remote.Key][]string
@@ -483,10 +485,26 @@ func TestReconcileStatus(t *testing.T) {
 			wantStatus: proxyPod().Status,
 		},
 		{
-			name:       "no chaperon in its target: nothing",
+			name:       "no chaperon in its target: the delegate is gone, so is the proxy pod",
 			pod:        proxyPod(),
 			targets:    map[remote.Key][]client.Object{keyB: {chaperonOf("b1", ofProxy("previous-proxy-uid"), reporting(running()))}},
-			wantStatus: proxyPod().Status,
+			wantGone:   true,
+			wantWrites: []string{"delete source web-0 uid=proxy-uid"},
+		},
+		{
+			name: "delegate deleted in its target: the proxy pod is deleted",
+			pod:  proxyPod(),
+			targets: map[remote.Key][]client.Object{keyA: {chaperonOf("a1", reporting(corev1.PodStatus{
+				Phase: corev1.PodFailed, Reason: protocol.ReasonDelegateDeleted}))}},
+			wantGone:   true,
+			wantWrites: []string{"delete source web-0 uid=proxy-uid"},
+		},
+		{
+			name: "delegate deleted after the proxy pod ended: it stays",
+			pod:  proxyPod(withStatus(corev1.PodStatus{Phase: corev1.PodSucceeded})),
+			targets: map[remote.Key][]client.Object{keyA: {chaperonOf("a1", reporting(corev1.PodStatus{
+				Phase: corev1.PodFailed, Reason: protocol.ReasonDelegateDeleted}))}},
+			wantStatus: corev1.PodStatus{Phase: corev1.PodSucceeded},
 		},
 		{
 			name:       "chaperon without status yet: nothing",
@@ -592,8 +610,10 @@ func TestReconcileStatus(t *testing.T) {
 			if diff := cmp.Diff(tc.wantWrites, e.writes); diff != "" {
 				t.Errorf("writes (-want,+got):\n%s", diff)
 			}
-			if tc.pod != nil {
-				if diff := cmp.Diff(tc.wantStatus, e.pod(t).Status); diff != "" {
+			if got := e.pod(t); tc.pod != nil && (got == nil || !got.DeletionTimestamp.IsZero()) != tc.wantGone {
+				t.Errorf("pod deleted: %t, want %t", got == nil || !got.DeletionTimestamp.IsZero(), tc.wantGone)
+			} else if tc.pod != nil && !tc.wantGone {
+				if diff := cmp.Diff(tc.wantStatus, got.Status); diff != "" {
 					t.Errorf("pod status (-want,+got):\n%s", diff)
 				}
 			}
@@ -604,8 +624,16 @@ func TestReconcileStatus(t *testing.T) {
 			if diff := cmp.Diff(want, e.chaperons(t)); diff != "" {
 				t.Errorf("chaperons (-want,+got):\n%s", diff)
 			}
-			if got := e.events(); len(got) != 0 {
-				t.Errorf("events = %q, want none", got)
+			var wantEvents []string
+			if tc.wantGone {
+				wantEvents = []string{"Warning " + ReasonDelegateGone}
+			}
+			var gotEvents []string
+			for _, e := range e.events() {
+				gotEvents = append(gotEvents, strings.Join(strings.Fields(e)[:2], " "))
+			}
+			if diff := cmp.Diff(wantEvents, gotEvents); diff != "" {
+				t.Errorf("events (-want,+got):\n%s", diff)
 			}
 		})
 	}

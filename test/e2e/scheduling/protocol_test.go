@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -264,4 +265,45 @@ func TestTopologySpreadAcrossClusters(t *testing.T) {
 		}
 		g.Expect(perTarget).To(Equal(map[string]int{framework.TargetName(1): 2, framework.TargetName(2): 2}))
 	}, framework.PodTimeout, framework.Interval).Should(Succeed())
+}
+
+// Deleting a delegate in its target deletes its proxy pod, as if the pod
+// had been deleted at home: the ReplicaSet makes a new one, which runs;
+// the deleted delegate is never made again.
+func TestDelegateDeletedInTarget(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	ns := namespace(t)
+	watch := watchDelegates(t, ns)
+	src := fleet.Source
+	d := framework.Deployment(ns, "app", 2)
+	d.Spec.Template.Annotations = map[string]string{protocol.ElectAnnotation: ""}
+	g.Expect(src.Client.Create(ctx, d)).To(Succeed())
+	var proxies corev1.PodList
+	g.Eventually(func(g Gomega) {
+		g.Expect(src.Client.List(ctx, &proxies, client.InNamespace(ns), client.MatchingLabels{"app": "app"})).To(Succeed())
+		g.Expect(proxies.Items).To(HaveLen(2))
+		for i := range proxies.Items {
+			expectDelegated(g, ctx, &proxies.Items[i])
+		}
+	}, framework.PodTimeout, framework.Interval).Should(Succeed())
+
+	victim := proxies.Items[0]
+	target := targetCluster(victim.Spec.NodeName)
+	delegates := candidatesOf(g, ctx, ns, victim.UID)[target.Name]
+	g.Expect(delegates).To(HaveLen(1))
+	g.Expect(target.Client.Delete(ctx, &delegates[0])).To(Succeed())
+
+	g.Eventually(func(g Gomega) {
+		err := src.Client.Get(ctx, client.ObjectKeyFromObject(&victim), &corev1.Pod{})
+		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the proxy pod of the deleted delegate is still there (%v)", err)
+		g.Expect(src.Client.List(ctx, &proxies, client.InNamespace(ns), client.MatchingLabels{"app": "app"})).To(Succeed())
+		g.Expect(proxies.Items).To(HaveLen(2))
+		for i := range proxies.Items {
+			g.Expect(proxies.Items[i].UID).NotTo(Equal(victim.UID))
+			expectDelegated(g, ctx, &proxies.Items[i])
+		}
+		g.Expect(candidatesOf(g, ctx, ns, victim.UID)).To(BeEmpty(), "the deleted delegate came back")
+	}, framework.PodTimeout, framework.Interval).Should(Succeed())
+	g.Expect(watch.doubles()).To(BeEmpty(), "proxy pods with two delegates")
 }
