@@ -14,6 +14,7 @@ import (
 
 	"github.com/flotilla-io/flotilla/pkg/controllers/target"
 	"github.com/flotilla-io/flotilla/pkg/plugins/proxy"
+	"github.com/flotilla-io/flotilla/pkg/protocol"
 	"github.com/flotilla-io/flotilla/pkg/remote"
 )
 
@@ -40,7 +41,7 @@ func (f *fleet) run(ctx context.Context, kubeconfig *rest.Config) error {
 	// kube-scheduler asks for protobuf, which custom resources do not speak.
 	cfg.ContentType, cfg.AcceptContentTypes = "", ""
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 remote.Scheme,
+		Scheme:                 protocol.Scheme,
 		Logger:                 logger,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",

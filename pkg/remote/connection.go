@@ -8,7 +8,6 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -30,25 +29,13 @@ const (
 // ClusterFactory builds the client and cache of the connection to key.
 type ClusterFactory func(key Key, cfg *rest.Config) (cluster.Cluster, error)
 
-// Scheme is what remote clients know: built-in types and Flotilla's API.
-var Scheme = func() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := multiclusterv1alpha1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}()
-
 // NewCluster is the default ClusterFactory: a controller-runtime cluster
 // whose cache drops managed fields. The cache of a Target (namespaced)
 // watches namespaced objects in the Target's namespace only: that is all a
 // Source in the target grants (a ClusterTarget's ClusterSource grants all).
 func NewCluster(key Key, cfg *rest.Config) (cluster.Cluster, error) {
 	return cluster.New(cfg, func(o *cluster.Options) {
-		o.Scheme = Scheme
+		o.Scheme = protocol.Scheme
 		o.Cache.DefaultTransform = cache.TransformStripManagedFields()
 		if key.Namespace != "" {
 			o.Cache.DefaultNamespaces = map[string]cache.Config{key.Namespace: {}}

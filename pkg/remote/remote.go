@@ -8,11 +8,13 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
+	"github.com/flotilla-io/flotilla/pkg/protocol"
 )
 
 // ErrClusterNotConnected is returned for a target that has no connection.
@@ -38,6 +40,16 @@ func ParseKey(s string) Key {
 		return Key{Namespace: ns, Name: name}
 	}
 	return Key{Name: s}
+}
+
+// KeyOfVirtualNode reads the target a virtual node stands for (its
+// TargetAnnotation); ok is false for any other node.
+func KeyOfVirtualNode(node *corev1.Node) (Key, bool) {
+	v := node.Annotations[protocol.TargetAnnotation]
+	if v == "" || node.Labels[protocol.VirtualKubeletProviderKey] != protocol.VirtualKubeletProvider {
+		return Key{}, false
+	}
+	return ParseKey(v), true
 }
 
 // Health is the result of the latest probe of a target.

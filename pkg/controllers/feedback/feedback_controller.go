@@ -93,7 +93,7 @@ func (r *Reconciler) reconcileStatus(ctx context.Context, pod *corev1.Pod) error
 	if err := r.Client.Get(ctx, types.NamespacedName{Name: pod.Spec.NodeName}, node); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	key, ok := targetOf(node)
+	key, ok := remote.KeyOfVirtualNode(node)
 	if !ok {
 		return nil
 	}
@@ -276,15 +276,6 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, pod *corev1.Pod) (ctrl
 		}
 	}
 	return ctrl.Result{}, nil
-}
-
-// targetOf reads the target of a virtual node.
-func targetOf(node *corev1.Node) (remote.Key, bool) {
-	v, ok := node.Annotations[protocol.TargetAnnotation]
-	if !ok || node.Labels[protocol.VirtualKubeletProviderKey] != protocol.VirtualKubeletProvider {
-		return remote.Key{}, false
-	}
-	return remote.ParseKey(v), true
 }
 
 // TargetChanged follows a target's connection: a new one's PodChaperon

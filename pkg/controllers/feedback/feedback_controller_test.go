@@ -311,7 +311,7 @@ func newEnv(t *testing.T, objs []client.Object, targets map[remote.Key][]client.
 		if _, ok := targets[key]; key == keyDown && !ok {
 			continue
 		}
-		e.targets[key] = fake.NewClientBuilder().WithScheme(remote.Scheme).WithObjects(targets[key]...).
+		e.targets[key] = fake.NewClientBuilder().WithScheme(protocol.Scheme).WithObjects(targets[key]...).
 			WithStatusSubresource(&multiclusterv1alpha1.PodChaperon{}).Build()
 		fleet.Clients[key] = interceptor.NewClient(e.targets[key], interceptor.Funcs{
 			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {

@@ -9,7 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
-	"github.com/flotilla-io/flotilla/pkg/remote"
+	"github.com/flotilla-io/flotilla/pkg/protocol"
 )
 
 func TestApplyBinding(t *testing.T) {
@@ -34,7 +34,7 @@ func TestApplyBinding(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			b := fake.NewClientBuilder().WithScheme(remote.Scheme)
+			b := fake.NewClientBuilder().WithScheme(protocol.Scheme)
 			if tc.existing != nil {
 				b = b.WithObjects(tc.existing)
 			}

@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
@@ -78,18 +77,6 @@ var (
 	_ fwk.PostBindPlugin   = &Candidate{}
 )
 
-// Scheme knows the objects the plugin reads and writes.
-var Scheme = func() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := multiclusterv1alpha1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}()
-
 // New is the plugin's factory: it watches the cluster's PodChaperons with
 // the scheduler's own client configuration.
 func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
@@ -103,11 +90,11 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 	cfg := rest.CopyConfig(h.KubeConfig())
 	// kube-scheduler asks for protobuf, which custom resources do not speak.
 	cfg.ContentType, cfg.AcceptContentTypes = "", ""
-	c, err := client.New(cfg, client.Options{Scheme: Scheme})
+	c, err := client.New(cfg, client.Options{Scheme: protocol.Scheme})
 	if err != nil {
 		return nil, fmt.Errorf("building a client: %w", err)
 	}
-	informers, err := cache.New(cfg, cache.Options{Scheme: Scheme, DefaultTransform: cache.TransformStripManagedFields()})
+	informers, err := cache.New(cfg, cache.Options{Scheme: protocol.Scheme, DefaultTransform: cache.TransformStripManagedFields()})
 	if err != nil {
 		return nil, fmt.Errorf("building a cache: %w", err)
 	}

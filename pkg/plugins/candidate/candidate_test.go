@@ -172,7 +172,7 @@ func newEnv(t *testing.T, opts envOptions, objs ...client.Object) *env {
 	if opts.timeout == 0 {
 		opts.timeout = permitWaitTimeout
 	}
-	api := fake.NewClientBuilder().WithScheme(Scheme).WithObjects(objs...).
+	api := fake.NewClientBuilder().WithScheme(protocol.Scheme).WithObjects(objs...).
 		WithStatusSubresource(&multiclusterv1alpha1.PodChaperon{}).Build()
 	e := &env{ctx: ctx, api: api, activator: &activator{}}
 	updates := 0

@@ -52,7 +52,7 @@ func (pl *Proxy) PreBind(ctx context.Context, _ fwk.CycleState, pod *corev1.Pod,
 	if err != nil {
 		return fwk.AsStatus(fmt.Errorf("reading virtual node %s: %w", nodeName, err))
 	}
-	key, ok := targetOf(node)
+	key, ok := remote.KeyOfVirtualNode(node)
 	if !ok {
 		return fwk.AsStatus(fmt.Errorf("node %s is not a virtual node", nodeName))
 	}

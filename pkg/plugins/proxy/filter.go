@@ -74,7 +74,7 @@ func getPreFilterState(cs fwk.CycleState) (*preFilterState, error) {
 // the pod's candidate. It reads the PreFilter snapshot and memory only.
 func (pl *Proxy) Filter(_ context.Context, cs fwk.CycleState, pod *corev1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
 	node := nodeInfo.Node()
-	key, ok := targetOf(node)
+	key, ok := remote.KeyOfVirtualNode(node)
 	if !ok {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonNotVirtual)
 	}
@@ -143,7 +143,7 @@ func (pl *Proxy) explain(statuses fwk.NodeToStatusReader) string {
 // Score prefers the target with the most free capacity left after the
 // pod, by its ClusterSummary.
 func (pl *Proxy) Score(_ context.Context, cs fwk.CycleState, _ *corev1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
-	key, ok := targetOf(nodeInfo.Node())
+	key, ok := remote.KeyOfVirtualNode(nodeInfo.Node())
 	if !ok {
 		return 0, nil
 	}
@@ -172,7 +172,7 @@ func isVirtualNodeEvent(_ klog.Logger, _ *corev1.Pod, _, newObj any) (fwk.Queuei
 	if !ok {
 		return fwk.QueueSkip, fmt.Errorf("unexpected object %T", newObj)
 	}
-	if _, ok := targetOf(node); ok {
+	if _, ok := remote.KeyOfVirtualNode(node); ok {
 		return fwk.Queue, nil
 	}
 	return fwk.QueueSkip, nil

@@ -551,7 +551,7 @@ func newFixture(t *testing.T, args config.ProxyArgs, targets []targetSpec, pods 
 }
 
 func (f *fixture) newCluster(s targetSpec) *fakeCluster {
-	raw := fake.NewClientBuilder().WithScheme(remote.Scheme).WithStatusSubresource(&multiclusterv1alpha1.PodChaperon{}).Build()
+	raw := fake.NewClientBuilder().WithScheme(protocol.Scheme).WithStatusSubresource(&multiclusterv1alpha1.PodChaperon{}).Build()
 	cl := &fakeCluster{key: s.key, raw: raw, health: s.health, summary: s.summary}
 	cl.client = interceptor.NewClient(raw, interceptor.Funcs{
 		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {

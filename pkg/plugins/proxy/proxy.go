@@ -303,7 +303,7 @@ func (pl *Proxy) virtualNodes() map[remote.Key]*corev1.Node {
 	}
 	out := map[remote.Key]*corev1.Node{}
 	for _, n := range nodes {
-		if key, ok := targetOf(n); ok {
+		if key, ok := remote.KeyOfVirtualNode(n); ok {
 			out[key] = n
 		}
 	}
@@ -406,18 +406,6 @@ func (pl *Proxy) freeScore(key remote.Key, reqs corev1.ResourceList) int64 {
 		total += min(max(left, 0), 1)
 	}
 	return int64(total / float64(len(names)) * float64(fwk.MaxScore))
-}
-
-// targetOf reads the target of a virtual node.
-func targetOf(node *corev1.Node) (remote.Key, bool) {
-	if node.Labels[protocol.VirtualKubeletProviderKey] != protocol.VirtualKubeletProvider {
-		return remote.Key{}, false
-	}
-	v, ok := node.Annotations[protocol.TargetAnnotation]
-	if !ok || v == "" {
-		return remote.Key{}, false
-	}
-	return remote.ParseKey(v), true
 }
 
 // nodeNames of the given targets' virtual nodes.
