@@ -4,9 +4,9 @@
 // in every cluster of a fleet.
 //
 // Today it runs the elect webhook, the target (connections and virtual
-// nodes), source (RBAC), summary, chaperon (target side) and feedback (source
-// side) controllers; follow and cleanup arrive with later work. It elects a
-// leader when asked to and serves health and metrics endpoints.
+// nodes), source (RBAC), summary, chaperon (target side), feedback and
+// follow (source side) controllers; cleanup arrives with later work. It
+// elects a leader when asked to and serves health and metrics endpoints.
 package main
 
 import (
@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -34,6 +35,7 @@ import (
 	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
 	"github.com/flotilla-io/flotilla/pkg/controllers/chaperon"
 	"github.com/flotilla-io/flotilla/pkg/controllers/feedback"
+	"github.com/flotilla-io/flotilla/pkg/controllers/follow"
 	"github.com/flotilla-io/flotilla/pkg/controllers/source"
 	"github.com/flotilla-io/flotilla/pkg/controllers/summary"
 	"github.com/flotilla-io/flotilla/pkg/controllers/target"
@@ -71,6 +73,18 @@ var controllers = map[string]func(ctrl.Manager, deps) error{
 	"feedback": func(mgr ctrl.Manager, d deps) error {
 		r := &feedback.Reconciler{Client: mgr.GetClient(), Fleet: d.connector, Recorder: mgr.GetEventRecorder("flotilla-feedback")}
 		if err := r.SetupWithManager(mgr); err != nil {
+			return err
+		}
+		d.connections.Subscribe(func(key remote.Key) { r.TargetChanged(d.ctx, key) })
+		return nil
+	},
+	"follow": func(mgr ctrl.Manager, d deps) error {
+		id, err := clusterID(d.ctx, d.local)
+		if err != nil {
+			return err
+		}
+		r := &follow.Reconciler{Client: mgr.GetClient(), Fleet: d.connector, SourceID: id, Recorder: mgr.GetEventRecorder("flotilla-follow")}
+		if err := r.SetupWithManager(d.ctx, mgr); err != nil {
 			return err
 		}
 		d.connections.Subscribe(func(key remote.Key) { r.TargetChanged(d.ctx, key) })
@@ -143,7 +157,7 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "controller-manager.flotilla.multicluster.admiralty.io",
 		"Name of the leader election Lease.")
 	fs.StringVar(&o.controllers, "controllers", "*",
-		"Comma-separated controllers to run: * for all, or names from: chaperon, feedback, source, summary, target, webhook.")
+		"Comma-separated controllers to run: * for all, or names from: chaperon, feedback, follow, source, summary, target, webhook.")
 	fs.StringVar(&o.webhookHost, "webhook-bind-host", "", "Address the elect webhook binds to (all by default).")
 	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the elect webhook.")
 	fs.StringVar(&o.webhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "flotilla-webhook-certs"),
@@ -160,6 +174,16 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 		"Name of the MutatingWebhookConfiguration whose CA bundle is kept up to date.")
 	fs.DurationVar(&o.probeInterval, "target-probe-interval", 2*time.Second,
 		"How often each target is probed; a target that stops answering is reported within about this long.")
+}
+
+// clusterID identifies this cluster to others: the UID of its kube-system
+// namespace (the convention of the multi-cluster ClusterProperty KEP).
+func clusterID(ctx context.Context, c kubernetes.Interface) (string, error) {
+	ns, err := c.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("reading this cluster's ID (the UID of namespace %s): %w", metav1.NamespaceSystem, err)
+	}
+	return string(ns.UID), nil
 }
 
 // enabled resolves --controllers to names, rejecting unknown ones.

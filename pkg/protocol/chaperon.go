@@ -37,7 +37,25 @@ const (
 	// just before it binds: "<attempt>/<node>". Once it is set the proxy
 	// can no longer revoke its choice; it adopts it.
 	BindingAnnotation = "multicluster.admiralty.io/binding"
+	// DeletionGracePeriodAnnotation is written by the source on a chaperon
+	// it is about to delete (foreground): the grace period, in seconds, of
+	// the proxy pod's deletion, which the target gives the delegate.
+	DeletionGracePeriodAnnotation = "multicluster.admiralty.io/deletion-grace-period-seconds"
 )
+
+// DeletionGracePeriod is the grace period a source asked for the deletion
+// of ch's pod (nil: the pod's own).
+func DeletionGracePeriod(ch *multiclusterv1alpha1.PodChaperon) *int64 {
+	v, ok := ch.Annotations[DeletionGracePeriodAnnotation]
+	if !ok {
+		return nil
+	}
+	g, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || g < 0 {
+		return nil
+	}
+	return &g
+}
 
 // State is where a chaperon is in the protocol:
 // Pending → Reserved | Unschedulable → (allowed) Binding → Bound.
@@ -205,7 +223,8 @@ var sourceOnlyAnnotations = []string{
 // TargetAnnotation, by the source: the Target or ClusterTarget, as
 // "<namespace>/<name>" or "<name>", through which the chaperon was made) and
 // never copied to pods.
-var protocolMarks = []string{ReservationAnnotation, AllowedAnnotation, BindingAnnotation, TargetAnnotation}
+var protocolMarks = []string{ReservationAnnotation, AllowedAnnotation, BindingAnnotation, TargetAnnotation, FollowedAnnotation,
+	DeletionGracePeriodAnnotation}
 
 // ChaperonTarget is the source's target (key string) that made ch, "" if
 // it does not say. Two Targets of one source may lead to the same cluster:
@@ -317,7 +336,8 @@ func DelegateSpec(in *corev1.PodSpec) *corev1.PodSpec {
 
 // CandidatePod is the pod a target makes of a chaperon: its name,
 // namespace, labels and spec; its annotations without the protocol's
-// marks; owned (as controller) by the chaperon.
+// marks (and the list of those that came down, see
+// PushedAnnotationsAnnotation); owned (as controller) by the chaperon.
 func CandidatePod(ch *multiclusterv1alpha1.PodChaperon) *corev1.Pod {
 	pod := &corev1.Pod{}
 	pod.Name = ch.Name
@@ -327,12 +347,17 @@ func CandidatePod(ch *multiclusterv1alpha1.PodChaperon) *corev1.Pod {
 		pod.Labels[k] = v
 	}
 	pod.Annotations = map[string]string{}
+	pushed := map[string]bool{}
 	for k, v := range ch.Annotations {
-		pod.Annotations[k] = v
+		if flows(k) {
+			pod.Annotations[k] = v
+			pushed[k] = true
+		}
 	}
-	for _, k := range protocolMarks {
-		delete(pod.Annotations, k)
+	if len(pushed) > 0 {
+		pod.Annotations[PushedAnnotationsAnnotation] = joinKeys(pushed)
 	}
+	pod.Annotations[ProxyPodNameAnnotation] = ch.Annotations[ProxyPodNameAnnotation]
 	yes := true
 	pod.OwnerReferences = []metav1.OwnerReference{{
 		APIVersion: multiclusterv1alpha1.GroupVersion.String(), Kind: "PodChaperon",

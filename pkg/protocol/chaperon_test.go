@@ -755,7 +755,7 @@ func TestCandidatePod(t *testing.T) {
 			Name:        "web-0-abcdef01",
 			Namespace:   "default",
 			Labels:      map[string]string{"app": "web", ProxyPodUIDLabel: "uid-1"},
-			Annotations: map[string]string{"keep": "me", ProxyPodNameAnnotation: "web-0"},
+			Annotations: map[string]string{"keep": "me", ProxyPodNameAnnotation: "web-0", PushedAnnotationsAnnotation: "keep"},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion:         "multicluster.admiralty.io/v1alpha1",
 				Kind:               "PodChaperon",

@@ -24,6 +24,8 @@ type Fake struct {
 	Connected map[Key]string
 	// Connects counts Connect calls that made a new connection.
 	Connects int
+	// Configs are the targets' client configurations, by key.
+	Configs map[Key]*rest.Config
 	// Summaries are the targets' ClusterSummaries, by key.
 	Summaries map[Key]*multiclusterv1alpha1.ClusterSummary
 }
@@ -46,6 +48,14 @@ type FakeCluster struct {
 func (f *FakeCluster) Key() Key                 { return f.key }
 func (f *FakeCluster) GetClient() client.Client { return f.client }
 func (f *FakeCluster) GetCache() cache.Cache    { return nil }
+func (f *FakeCluster) GetConfig() *rest.Config {
+	f.fake.mu.Lock()
+	defer f.fake.mu.Unlock()
+	if cfg, ok := f.fake.Configs[f.key]; ok {
+		return rest.CopyConfig(cfg)
+	}
+	return &rest.Config{Host: "https://" + f.key.String() + ".invalid"}
+}
 func (f *FakeCluster) Health() Health {
 	f.fake.mu.Lock()
 	defer f.fake.mu.Unlock()

@@ -69,6 +69,10 @@ type Cluster interface {
 	// GetClient reads from the shared cache and writes to the target.
 	GetClient() client.Client
 	GetCache() cache.Cache
+	// GetConfig is the configuration the connection dials with (the
+	// source's identity in the target), for what a client cannot do, such
+	// as streaming logs, exec and port-forward.
+	GetConfig() *rest.Config
 	Health() Health
 	// Summary is the target's ClusterSummary as last seen by the cache's
 	// watch, or nil before it is seen.

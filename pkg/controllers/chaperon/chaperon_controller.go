@@ -64,7 +64,7 @@ type Reconciler struct {
 
 // +kubebuilder:rbac:groups=multicluster.admiralty.io,resources=podchaperons,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=multicluster.admiralty.io,resources=podchaperons/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=scheduling.k8s.io,resources=priorityclasses,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch;update
 
@@ -94,14 +94,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 // deleteCandidate deletes the candidate pod of a chaperon that is gone
 // (nil) or going, at once: garbage collection would free the name and the
 // target's resources only after its next look at the chaperons (up to
-// half a minute for a newly installed CRD).
+// half a minute for a newly installed CRD). A going chaperon may carry the
+// grace period that the proxy pod's deletion asked for.
 func (r *Reconciler) deleteCandidate(ctx context.Context, nn types.NamespacedName, ch *multiclusterv1alpha1.PodChaperon) error {
 	pod := &corev1.Pod{}
 	if err := r.Client.Get(ctx, nn, pod); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	if protocol.ChaperonOf(pod) != nn.Name || !pod.DeletionTimestamp.IsZero() {
+	var grace *int64
+	if ch != nil {
+		grace = protocol.DeletionGracePeriod(ch)
+	}
+	if protocol.ChaperonOf(pod) != nn.Name {
 		return nil
+	}
+	if !pod.DeletionTimestamp.IsZero() && (grace == nil || pod.DeletionGracePeriodSeconds != nil && *pod.DeletionGracePeriodSeconds <= *grace) {
+		return nil // going, no slower than asked
 	}
 	if ch != nil && !metav1.IsControlledBy(pod, ch) {
 		return nil
@@ -117,11 +125,15 @@ func (r *Reconciler) deleteCandidate(ctx context.Context, nn types.NamespacedNam
 			return fmt.Errorf("getting chaperon: %w", err)
 		}
 	}
-	err := r.Client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID})
+	opts := []client.DeleteOption{client.Preconditions{UID: &pod.UID}}
+	if grace != nil {
+		opts = append(opts, client.GracePeriodSeconds(*grace))
+	}
+	err := r.Client.Delete(ctx, pod, opts...)
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting the candidate pod of a deleted chaperon: %w", err)
 	}
-	ctrl.LoggerFrom(ctx).V(4).Info("Deleted the candidate pod of a deleted chaperon", "pod", klog.KObj(pod))
+	ctrl.LoggerFrom(ctx).V(4).Info("Deleted the candidate pod of a deleted chaperon", "pod", klog.KObj(pod), "gracePeriodSeconds", grace)
 	return nil
 }
 
@@ -200,13 +212,43 @@ func (r *Reconciler) resolvePriority(ctx context.Context, pod *corev1.Pod) (stri
 	return "", nil
 }
 
-// mirrorStatus copies the candidate pod's status into the chaperon's.
+// mirrorStatus copies the candidate pod's status into the chaperon's, and
+// annotations both ways (see protocol.DelegateAnnotationsPatch).
 func (r *Reconciler) mirrorStatus(ctx context.Context, ch *multiclusterv1alpha1.PodChaperon, pod *corev1.Pod) error {
+	if err := r.syncAnnotations(ctx, ch, pod); err != nil {
+		return err
+	}
 	changed, err := r.patchStatus(ctx, ch, *pod.Status.DeepCopy())
 	if changed {
 		ctrl.LoggerFrom(ctx).V(4).Info("Reported candidate pod status", "pod", klog.KObj(pod), "phase", pod.Status.Phase)
 	}
 	return err
+}
+
+// syncAnnotations sets the chaperon's annotations on its pod and records
+// the pod's own annotations on the chaperon.
+func (r *Reconciler) syncAnnotations(ctx context.Context, ch *multiclusterv1alpha1.PodChaperon, pod *corev1.Pod) error {
+	podPatch, chPatch := protocol.DelegateAnnotationsPatch(ch, pod)
+	if len(podPatch) > 0 {
+		body, err := podPatch.Body()
+		if err != nil {
+			return err
+		}
+		if err := r.Client.Patch(ctx, pod, client.RawPatch(types.MergePatchType, body)); err != nil {
+			return client.IgnoreNotFound(fmt.Errorf("setting the candidate pod's annotations: %w", err))
+		}
+		ctrl.LoggerFrom(ctx).V(4).Info("Set annotations on the pod", "pod", klog.KObj(pod), "changed", len(podPatch))
+	}
+	if len(chPatch) > 0 {
+		body, err := chPatch.Body()
+		if err != nil {
+			return err
+		}
+		if err := r.Client.Patch(ctx, ch, client.RawPatch(types.MergePatchType, body)); err != nil {
+			return client.IgnoreNotFound(fmt.Errorf("recording the pod's annotations on the chaperon: %w", err))
+		}
+	}
+	return nil
 }
 
 // failDelegateDeleted fails the chaperon whose delegate pod was deleted:

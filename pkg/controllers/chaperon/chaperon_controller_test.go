@@ -107,7 +107,7 @@ func wantCandidate() *corev1.Pod {
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: namespace, Name: name,
 			Labels:      map[string]string{"app": "web", protocol.ProxyPodUIDLabel: proxyUID},
-			Annotations: map[string]string{"team": "a", protocol.ProxyPodNameAnnotation: "web-0"},
+			Annotations: map[string]string{"team": "a", protocol.ProxyPodNameAnnotation: "web-0", protocol.PushedAnnotationsAnnotation: "team"},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: "multicluster.admiralty.io/v1alpha1", Kind: "PodChaperon", Name: name, UID: chUID,
 				Controller: &yes, BlockOwnerDeletion: &yes,

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,11 +12,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -55,8 +53,7 @@ type Reconciler struct {
 	Recorder events.EventRecorder
 
 	events  chan event.GenericEvent
-	mu      sync.Mutex
-	watched map[remote.Key]remote.Cluster
+	watcher remote.Watcher
 }
 
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;update;patch
@@ -118,6 +115,9 @@ func (r *Reconciler) reconcileStatus(ctx context.Context, pod *corev1.Pod) error
 	if ch.Status.Phase == corev1.PodFailed && ch.Status.Reason == protocol.ReasonDelegateDeleted {
 		return r.deleteProxy(ctx, pod, fmt.Sprintf("its delegate %s was deleted in target %s", name, key))
 	}
+	if err := r.syncAnnotations(ctx, cl, pod, ch); err != nil {
+		return err
+	}
 	status := desiredStatus(pod, ch)
 	if equality.Semantic.DeepEqual(pod.Status, *status) {
 		return nil
@@ -128,6 +128,36 @@ func (r *Reconciler) reconcileStatus(ctx context.Context, pod *corev1.Pod) error
 		return fmt.Errorf("updating the proxy pod's status: %w", err)
 	}
 	ctrl.LoggerFrom(ctx).V(4).Info("Fed back delegate status", "phase", status.Phase, "target", key.String())
+	return nil
+}
+
+// syncAnnotations feeds the delegate's own annotations back to the proxy
+// pod, and brings the proxy's down to the chaperon (whose controller in the
+// target sets them on the delegate); see protocol.ProxyAnnotationsPatch.
+func (r *Reconciler) syncAnnotations(ctx context.Context, cl remote.Cluster, pod *corev1.Pod, ch *multiclusterv1alpha1.PodChaperon) error {
+	if terminal(pod.Status.Phase) {
+		return nil
+	}
+	up := protocol.ProxyAnnotationsPatch(pod, ch)
+	if len(up) > 0 {
+		body, err := up.Body()
+		if err != nil {
+			return err
+		}
+		if err := r.Client.Patch(ctx, pod, client.RawPatch(types.MergePatchType, body)); err != nil {
+			return client.IgnoreNotFound(fmt.Errorf("feeding annotations back to the proxy pod: %w", err))
+		}
+	}
+	down := protocol.ChaperonAnnotationsPatch(pod, ch)
+	if len(down) > 0 {
+		body, err := down.Body()
+		if err != nil {
+			return err
+		}
+		if err := cl.GetClient().Patch(ctx, ch, client.RawPatch(types.MergePatchType, body)); err != nil {
+			return client.IgnoreNotFound(fmt.Errorf("bringing annotations down to the chaperon in %s: %w", cl.Key(), err))
+		}
+	}
 	return nil
 }
 
@@ -220,7 +250,6 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, pod *corev1.Pod) (ctrl
 	if !slices.Contains(pod.Finalizers, protocol.ProxyPodFinalizer) {
 		return ctrl.Result{}, nil
 	}
-	logger := ctrl.LoggerFrom(ctx)
 	left := 0
 	var unreachable []string
 	for _, key := range r.Fleet.Keys() {
@@ -243,14 +272,9 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, pod *corev1.Pod) (ctrl
 		for i := range list.Items {
 			ch := &list.Items[i]
 			left++
-			if !ch.DeletionTimestamp.IsZero() {
-				continue
+			if err := r.deleteChaperon(ctx, cl, pod, ch); err != nil {
+				return ctrl.Result{}, err
 			}
-			err := cl.GetClient().Delete(ctx, ch, client.PropagationPolicy(metav1.DeletePropagationBackground))
-			if err != nil && !apierrors.IsNotFound(err) {
-				return ctrl.Result{}, fmt.Errorf("deleting candidate %s in %s: %w", ch.Name, key, err)
-			}
-			logger.V(4).Info("Deleted candidate of deleted proxy pod", "target", key.String(), "chaperon", ch.Name)
 		}
 	}
 	if left > 0 {
@@ -278,53 +302,60 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, pod *corev1.Pod) (ctrl
 	return ctrl.Result{}, nil
 }
 
+// deletionMargin is how long past the grace period a chaperon may take to
+// go (its delegate terminating, then the target's garbage collector): then
+// the source lets it go without waiting for its dependents.
+const deletionMargin = 30 * time.Second
+
+// deleteChaperon deletes a chaperon of a deleted proxy pod in the
+// foreground, so that it stays until its delegate has terminated, within
+// the grace period of the proxy pod's deletion (which the chaperon carries
+// to the target), and the proxy pod stays until then, as a pod does until
+// its kubelet has stopped it.
+func (r *Reconciler) deleteChaperon(ctx context.Context, cl remote.Cluster, pod *corev1.Pod, ch *multiclusterv1alpha1.PodChaperon) error {
+	key := cl.Key()
+	if !ch.DeletionTimestamp.IsZero() {
+		grace := time.Duration(0)
+		if g := protocol.DeletionGracePeriod(ch); g != nil {
+			grace = time.Duration(*g) * time.Second
+		}
+		if time.Since(ch.DeletionTimestamp.Time) < grace+deletionMargin ||
+			!slices.Contains(ch.Finalizers, metav1.FinalizerDeleteDependents) {
+			return nil
+		}
+		// The target's garbage collector does not finish: stop waiting.
+		patch := client.MergeFromWithOptions(ch.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		ch.Finalizers = slices.DeleteFunc(ch.Finalizers, func(f string) bool { return f == metav1.FinalizerDeleteDependents })
+		if err := cl.GetClient().Patch(ctx, ch, patch); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return fmt.Errorf("releasing candidate %s in %s: %w", ch.Name, key, err)
+		}
+		ctrl.LoggerFrom(ctx).Info("Stopped waiting for a deleted proxy pod's delegate to terminate", "target", key.String(), "chaperon", ch.Name)
+		return nil
+	}
+	if g := pod.DeletionGracePeriodSeconds; g != nil && ch.Annotations[protocol.DeletionGracePeriodAnnotation] != strconv.FormatInt(*g, 10) {
+		body, err := protocol.AnnotationPatch{protocol.DeletionGracePeriodAnnotation: ptr(strconv.FormatInt(*g, 10))}.Body()
+		if err != nil {
+			return err
+		}
+		if err := cl.GetClient().Patch(ctx, ch, client.RawPatch(types.MergePatchType, body)); err != nil {
+			return client.IgnoreNotFound(fmt.Errorf("passing the grace period to candidate %s in %s: %w", ch.Name, key, err))
+		}
+	}
+	err := cl.GetClient().Delete(ctx, ch, client.Preconditions{UID: &ch.UID}, client.PropagationPolicy(metav1.DeletePropagationForeground))
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting candidate %s in %s: %w", ch.Name, key, err)
+	}
+	ctrl.LoggerFrom(ctx).V(4).Info("Deleted candidate of deleted proxy pod", "target", key.String(), "chaperon", ch.Name)
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
 // TargetChanged follows a target's connection: a new one's PodChaperon
 // informer is watched, so that chaperon changes reconcile their proxy pods.
 // Call it on every connection change (remote.Options.OnConnectionChange).
 func (r *Reconciler) TargetChanged(ctx context.Context, key remote.Key) {
-	cl, err := r.Fleet.Get(key)
-	r.mu.Lock()
-	if r.watched == nil {
-		r.watched = map[remote.Key]remote.Cluster{}
-	}
-	if err != nil {
-		delete(r.watched, key)
-		r.mu.Unlock()
-		return
-	}
-	if r.watched[key] == cl {
-		r.mu.Unlock()
-		return
-	}
-	r.watched[key] = cl
-	r.mu.Unlock()
-	if cl.GetCache() == nil {
-		return
-	}
-	informer, err := cl.GetCache().GetInformer(ctx, &multiclusterv1alpha1.PodChaperon{}, cache.BlockUntilSynced(false))
-	if err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Watching PodChaperons", "target", key.String())
-		return
-	}
-	enqueue := func(obj any) {
-		if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-			obj = d.Obj
-		}
-		ch, ok := obj.(*multiclusterv1alpha1.PodChaperon)
-		if !ok {
-			return
-		}
-		name := ch.Annotations[protocol.ProxyPodNameAnnotation]
-		if name == "" {
-			return
-		}
-		r.events <- event.GenericEvent{Object: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ch.Namespace, Name: name}}}
-	}
-	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    enqueue,
-		UpdateFunc: func(_, obj any) { enqueue(obj) },
-		DeleteFunc: enqueue,
-	}); err != nil {
+	if err := r.watcher.TargetChanged(ctx, key); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Watching PodChaperons", "target", key.String())
 	}
 }
@@ -333,6 +364,11 @@ func (r *Reconciler) TargetChanged(ctx context.Context, key remote.Key) {
 // targets' chaperons.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.events = make(chan event.GenericEvent, 1024)
+	r.watcher = remote.Watcher{Fleet: r.Fleet, Object: &multiclusterv1alpha1.PodChaperon{}, Handler: func(_ remote.Key, obj client.Object) {
+		if name := obj.GetAnnotations()[protocol.ProxyPodNameAnnotation]; name != "" {
+			r.events <- event.GenericEvent{Object: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: obj.GetNamespace(), Name: name}}}
+		}
+	}}
 	proxies := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		pod, ok := o.(*corev1.Pod)
 		return ok && isProxy(pod)

@@ -664,8 +664,8 @@ func TestReconcileDelete(t *testing.T) {
 			wantResult:     ctrl.Result{RequeueAfter: 10 * time.Second},
 			wantFinalizers: []string{protocol.ProxyPodFinalizer, keepFinalizer},
 			wantWrites: []string{
-				"delete team-a/a " + mine + " propagation=Background",
-				"delete b " + mine + " propagation=Background",
+				"delete team-a/a " + mine + " uid=a1 propagation=Foreground",
+				"delete b " + mine + " uid=b1 propagation=Foreground",
 			},
 			wantChaperons: map[remote.Key][]string{keyA: {others + " a2"}, keyOther: {mine + " z1"}},
 		},
@@ -678,8 +678,33 @@ func TestReconcileDelete(t *testing.T) {
 			},
 			wantResult:     ctrl.Result{RequeueAfter: 10 * time.Second},
 			wantFinalizers: []string{protocol.ProxyPodFinalizer, keepFinalizer},
-			wantWrites:     []string{"delete b " + mine + " propagation=Background"},
+			wantWrites:     []string{"delete b " + mine + " uid=b1 propagation=Foreground"},
 			wantChaperons:  map[remote.Key][]string{keyC: {mine + " c1"}},
+		},
+		{
+			name: "the grace period of the proxy pod's deletion goes to the target",
+			pod: proxyPod(deleted(protocol.ProxyPodFinalizer, keepFinalizer), func(p *corev1.Pod) {
+				p.DeletionGracePeriodSeconds = ptr(int64(7))
+			}),
+			targets:        map[remote.Key][]client.Object{keyB: {chaperonOf("b1")}},
+			wantResult:     ctrl.Result{RequeueAfter: 10 * time.Second},
+			wantFinalizers: []string{protocol.ProxyPodFinalizer, keepFinalizer},
+			wantWrites: []string{
+				"patch b " + mine, // the grace period (proven by the e2e suite)
+				"delete b " + mine + " uid=b1 propagation=Foreground",
+			},
+		},
+		{
+			name: "a chaperon whose delegate outlives grace and margin is let go",
+			pod:  proxyPod(deleted(protocol.ProxyPodFinalizer, keepFinalizer)),
+			targets: map[remote.Key][]client.Object{keyB: {chaperonOf("b1", func(ch *multiclusterv1alpha1.PodChaperon) {
+				ch.DeletionTimestamp = &started
+				ch.Finalizers = []string{metav1.FinalizerDeleteDependents}
+			})}},
+			wantResult:     ctrl.Result{RequeueAfter: 10 * time.Second},
+			wantFinalizers: []string{protocol.ProxyPodFinalizer, keepFinalizer},
+			wantWrites:     []string{"patch b " + mine},
+			wantChaperons:  map[remote.Key][]string{},
 		},
 		{
 			name:           "a chaperon still going holds the finalizer",

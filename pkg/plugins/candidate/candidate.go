@@ -31,9 +31,10 @@ const Name = "Candidate"
 
 // Reasons in statuses.
 const (
-	ErrReasonNoChaperon = "the candidate's PodChaperon is gone"
-	ErrReasonReleased   = "released by the proxy scheduler (another target was chosen, or the proxy pod is gone)"
-	ErrReasonRevoked    = "the proxy's allow mark is no longer current"
+	ErrReasonNoChaperon  = "the candidate's PodChaperon is gone"
+	ErrReasonReleased    = "released by the proxy scheduler (another target was chosen, or the proxy pod is gone)"
+	ErrReasonRevoked     = "the proxy's allow mark is no longer current"
+	ErrReasonNotFollowed = "the ConfigMaps and Secrets the pod references are not in this cluster yet"
 )
 
 // retryAfterRelease is how soon a candidate whose reservation ended
@@ -239,11 +240,18 @@ func (pl *Candidate) Permit(ctx context.Context, _ fwk.CycleState, pod *corev1.P
 	if err != nil {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonNoChaperon), 0
 	}
-	if protocol.Allows(ch, r.attempt) {
+	if mayBind(ch, r.attempt) {
 		permitOutcomes.WithLabelValues("allowed").Inc()
 		return nil, 0
 	}
 	return fwk.NewStatus(fwk.Wait, "waiting for the proxy scheduler's decision"), pl.args.PermitWaitTimeout.Duration
+}
+
+// mayBind: the proxy allowed this attempt, and the ConfigMaps and Secrets
+// the pod references are in this cluster (the source marks the chaperon
+// once it has copied them).
+func mayBind(ch *multiclusterv1alpha1.PodChaperon, attempt int64) bool {
+	return protocol.Allows(ch, attempt) && protocol.Followed(ch)
 }
 
 // chaperonChanged allows or rejects a waiting candidate, or brings back a
@@ -268,7 +276,7 @@ func (pl *Candidate) chaperonChanged(obj any, deleted bool) {
 	pl.mu.Unlock()
 	if !held {
 		if s := protocol.VerdictOf(ch).State; !deleted && ch.Annotations[protocol.AllowedAnnotation] != "" &&
-			(s == protocol.StateReserved || s == protocol.StateBinding) {
+			protocol.Followed(ch) && (s == protocol.StateReserved || s == protocol.StateBinding) {
 			// Allowed while the candidate is not waiting (its wait timed
 			// out, or the scheduler restarted): schedule it again now.
 			pl.activate(nn)
@@ -286,7 +294,7 @@ const decisionRetries = 5
 // can arrive between Permit's look at the chaperon and the framework's
 // registering the pod as waiting; it is then applied again shortly after.
 func (pl *Candidate) decide(uid types.UID, r reservation, since time.Time, ch *multiclusterv1alpha1.PodChaperon, deleted bool, tries int) {
-	allowed := !deleted && protocol.Allows(ch, r.attempt)
+	allowed := !deleted && mayBind(ch, r.attempt)
 	if !deleted && !allowed {
 		return
 	}
@@ -354,6 +362,9 @@ func (pl *Candidate) PreBind(ctx context.Context, _ fwk.CycleState, pod *corev1.
 		}
 		if !protocol.Allows(ch, r.attempt) {
 			return fwk.NewStatus(fwk.Unschedulable, ErrReasonRevoked)
+		}
+		if !protocol.Followed(ch) {
+			return fwk.NewStatus(fwk.Unschedulable, ErrReasonNotFollowed)
 		}
 		if ch.Annotations[protocol.BindingAnnotation] == protocol.BindingMark(r.attempt, nodeName) {
 			return nil

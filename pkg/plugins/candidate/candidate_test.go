@@ -89,6 +89,20 @@ func committed(attempt int64, node string) []string {
 
 func marks(groups ...[]string) []string { return slices.Concat(groups...) }
 
+// followed is the source's mark that the pod's ConfigMaps and Secrets are
+// in the target.
+func followed() []string { return []string{protocol.FollowedAnnotation, "true"} }
+
+// dependent makes ch's pod reference a ConfigMap (as a volume): its
+// candidate may bind only once the chaperon is marked followed.
+func dependent(ch *multiclusterv1alpha1.PodChaperon) *multiclusterv1alpha1.PodChaperon {
+	ch.Spec.Volumes = []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+		LocalObjectReference: corev1.LocalObjectReference{Name: "app-config"},
+	}}}}
+	ch.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "config", MountPath: "/etc/app"}}
+	return ch
+}
+
 // candidatePod is the candidate pod of makeChaperon().
 func candidatePod() *corev1.Pod {
 	pod := protocol.CandidatePod(makeChaperon())
@@ -611,6 +625,49 @@ func TestPermit(t *testing.T) {
 			between:  func(t *testing.T, e *env) { e.remove(t, false) },
 			want:     status{Code: fwk.UnschedulableAndUnresolvable, Reasons: []string{ErrReasonNoChaperon}, Plugin: Name},
 		},
+		{
+			name:      "references a ConfigMap, allowed, not followed: wait",
+			chaperon:  dependent(makeChaperon(allowed(proxyUID, 1)...)),
+			want:      waiting,
+			wantWaits: map[string]time.Duration{Name: permitWaitTimeout},
+		},
+		{
+			name:     "references a ConfigMap, allowed, followed: permitted",
+			chaperon: dependent(makeChaperon(marks(allowed(proxyUID, 1), followed())...)),
+			want:     success,
+		},
+		{
+			name:      "references a ConfigMap, followed, not allowed: wait",
+			chaperon:  dependent(makeChaperon(followed()...)),
+			want:      waiting,
+			wantWaits: map[string]time.Duration{Name: permitWaitTimeout},
+		},
+		{
+			name:      "references a ConfigMap, followed, allowed an earlier attempt: wait",
+			chaperon:  dependent(makeChaperon(marks(reserved(1, nodeA), allowed(proxyUID, 1), followed())...)),
+			want:      waiting,
+			wantWaits: map[string]time.Duration{Name: permitWaitTimeout},
+		},
+		{
+			name:     "references a ConfigMap, committed by an earlier attempt, followed: permitted",
+			chaperon: dependent(makeChaperon(marks(reserved(1, nodeA), allowed(proxyUID, 1), committed(1, nodeA), followed())...)),
+			want:     success,
+		},
+		{
+			name: "image pull secret only, allowed, not followed: wait",
+			chaperon: func() *multiclusterv1alpha1.PodChaperon {
+				ch := makeChaperon(allowed(proxyUID, 1)...)
+				ch.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}}
+				return ch
+			}(),
+			want:      waiting,
+			wantWaits: map[string]time.Duration{Name: permitWaitTimeout},
+		},
+		{
+			name:     "no references, followed mark anyway: permitted",
+			chaperon: makeChaperon(marks(allowed(proxyUID, 1), followed())...),
+			want:     success,
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -811,6 +868,28 @@ func TestChaperonChangedActivates(t *testing.T) {
 			obj:  candidatePod(),
 			pod:  candidatePod(),
 		},
+		{
+			name: "references a ConfigMap, allowed, reserved, not followed",
+			obj:  dependent(makeChaperon(marks(reserved(1, nodeA), allowed(proxyUID, 1))...)),
+			pod:  candidatePod(),
+		},
+		{
+			name: "references a ConfigMap, allowed, reserved, followed",
+			obj:  dependent(makeChaperon(marks(reserved(1, nodeA), allowed(proxyUID, 1), followed())...)),
+			pod:  candidatePod(),
+			want: []string{chaperonNN.String() + "=" + chaperonNN.String()},
+		},
+		{
+			name: "references a ConfigMap, committed, followed",
+			obj:  dependent(makeChaperon(marks(reserved(1, nodeA), allowed(proxyUID, 1), committed(1, nodeA), followed())...)),
+			pod:  candidatePod(),
+			want: []string{chaperonNN.String() + "=" + chaperonNN.String()},
+		},
+		{
+			name: "references a ConfigMap, reserved, followed, not allowed",
+			obj:  dependent(makeChaperon(marks(reserved(1, nodeA), followed())...)),
+			pod:  candidatePod(),
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -895,6 +974,7 @@ func TestPreBind(t *testing.T) {
 	}
 	revoked := status{Code: fwk.Unschedulable, Reasons: []string{ErrReasonRevoked}, Plugin: Name}
 	gone := status{Code: fwk.UnschedulableAndUnresolvable, Reasons: []string{ErrReasonNoChaperon}, Plugin: Name}
+	notFollowed := status{Code: fwk.Unschedulable, Reasons: []string{ErrReasonNotFollowed}, Plugin: Name}
 	cases := []struct {
 		name     string
 		chaperon *multiclusterv1alpha1.PodChaperon
@@ -1028,6 +1108,40 @@ func TestPreBind(t *testing.T) {
 			wantAnnotations: makeChaperon(marks(allowed(proxyUID, 1), committed(2, nodeB))...).
 				Annotations,
 			wantUpdates: 1,
+		},
+		{
+			name:            "references a ConfigMap, allowed, not followed: not committed",
+			chaperon:        dependent(makeChaperon(allowed(proxyUID, 1)...)),
+			want:            notFollowed,
+			wantAnnotations: makeChaperon(allowed(proxyUID, 1)...).Annotations,
+		},
+		{
+			name:            "references a ConfigMap, allowed, followed: committed",
+			chaperon:        dependent(makeChaperon(marks(allowed(proxyUID, 1), followed())...)),
+			want:            success,
+			wantAnnotations: makeChaperon(marks(allowed(proxyUID, 1), followed(), committed(1, nodeA))...).Annotations,
+			wantUpdates:     1,
+		},
+		{
+			name:     "references a ConfigMap, allowed while waiting, then followed: committed",
+			chaperon: dependent(makeChaperon()),
+			between: func(t *testing.T, e *env) {
+				e.change(t, func(ch *multiclusterv1alpha1.PodChaperon) {
+					ch.Annotations[protocol.AllowedAnnotation] = protocol.AllowMark(proxyUID, 1)
+				})
+				e.change(t, func(ch *multiclusterv1alpha1.PodChaperon) {
+					ch.Annotations[protocol.FollowedAnnotation] = "true"
+				})
+			},
+			want:            success,
+			wantAnnotations: makeChaperon(marks(allowed(proxyUID, 1), followed(), committed(1, nodeA))...).Annotations,
+			wantUpdates:     1,
+		},
+		{
+			name:            "references a ConfigMap, neither allowed nor followed: revoked",
+			chaperon:        dependent(makeChaperon(allowed("other-proxy-uid", 1)...)),
+			want:            revoked,
+			wantAnnotations: makeChaperon(allowed("other-proxy-uid", 1)...).Annotations,
 		},
 		{
 			name:     "committed by an earlier attempt, allow mark of another proxy pod: revoked",
@@ -1208,3 +1322,124 @@ func TestPermitEventBeforeWaiting(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestPermitWaitingFollow: a candidate whose pod references ConfigMaps or
+// Secrets waits in Permit until its chaperon is both allowed (by the proxy
+// scheduler) and followed (by the source, once it copied them here), in
+// whichever order the two marks arrive.
+func TestPermitWaitingFollow(t *testing.T) {
+	allow := func(ch *multiclusterv1alpha1.PodChaperon) {
+		ch.Annotations[protocol.AllowedAnnotation] = protocol.AllowMark(proxyUID, 1)
+	}
+	follow := func(ch *multiclusterv1alpha1.PodChaperon) { ch.Annotations[protocol.FollowedAnnotation] = "true" }
+	both := func(ch *multiclusterv1alpha1.PodChaperon) { allow(ch); follow(ch) }
+	cases := []struct {
+		name     string
+		chaperon *multiclusterv1alpha1.PodChaperon
+		// changes are applied one after the other, each seen by the plugin.
+		changes []func(*multiclusterv1alpha1.PodChaperon)
+		want    status
+		// stillWaiting: the changes leave the candidate waiting (the test
+		// then stops the wait itself, and want is stoppedByTest).
+		stillWaiting bool
+	}{
+		{
+			name:         "allowed, not followed: still waiting",
+			chaperon:     dependent(makeChaperon()),
+			changes:      []func(*multiclusterv1alpha1.PodChaperon){allow},
+			want:         stoppedByTest,
+			stillWaiting: true,
+		},
+		{
+			name:         "followed, not allowed: still waiting",
+			chaperon:     dependent(makeChaperon()),
+			changes:      []func(*multiclusterv1alpha1.PodChaperon){follow},
+			want:         stoppedByTest,
+			stillWaiting: true,
+		},
+		{
+			name:     "allowed, then followed: allowed",
+			chaperon: dependent(makeChaperon()),
+			changes:  []func(*multiclusterv1alpha1.PodChaperon){allow, follow},
+			want:     success,
+		},
+		{
+			name:     "followed, then allowed: allowed",
+			chaperon: dependent(makeChaperon()),
+			changes:  []func(*multiclusterv1alpha1.PodChaperon){follow, allow},
+			want:     success,
+		},
+		{
+			name:     "allowed and followed at once: allowed",
+			chaperon: dependent(makeChaperon()),
+			changes:  []func(*multiclusterv1alpha1.PodChaperon){both},
+			want:     success,
+		},
+		{
+			name:     "no references, allowed: allowed without the followed mark",
+			chaperon: makeChaperon(),
+			changes:  []func(*multiclusterv1alpha1.PodChaperon){allow},
+			want:     success,
+		},
+		{
+			name:     "followed, then released",
+			chaperon: dependent(makeChaperon()),
+			changes:  []func(*multiclusterv1alpha1.PodChaperon){follow, nil},
+			want:     status{Code: fwk.Unschedulable, Reasons: []string{ErrReasonReleased}, Plugin: Name},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{}, tc.chaperon)
+			pod := candidatePod()
+			// The pod is known to the scheduler: an activation would show.
+			if err := e.pods.Add(candidatePod()); err != nil {
+				t.Fatal(err)
+			}
+			if s := e.reserve(pod, nodeA); !s.IsSuccess() {
+				t.Fatalf("Reserve() = %v", s)
+			}
+			done := e.wait(t, pod, nodeA)
+			for _, change := range tc.changes {
+				if change == nil {
+					e.remove(t, false)
+					continue
+				}
+				e.change(t, change)
+			}
+			if tc.stillWaiting {
+				// A decision that found no waiting pod is retried within
+				// 20+40+...+320 ms: give a wrongful Allow time to land.
+				time.Sleep(700 * time.Millisecond)
+				e.stopWaiting(t, pod)
+			}
+			if diff := cmp.Diff(tc.want, result(t, done)); diff != "" {
+				t.Errorf("WaitOnPermit() (-want,+got):\n%s", diff)
+			}
+			if got := e.activator.activated(); len(got) != 0 {
+				t.Errorf("activated %q, want none: the candidate was waiting", got)
+			}
+		})
+	}
+}
+
+// TestPermitEventBeforeWaitingFollow: the followed mark, like the allow
+// mark, can arrive between Permit and the scheduler adding the pod to its
+// waiting pods; it still ends the wait well before permitWaitTimeout.
+func TestPermitEventBeforeWaitingFollow(t *testing.T) {
+	timeout := 2 * time.Second
+	e := newEnv(t, envOptions{timeout: timeout}, dependent(makeChaperon(allowed(proxyUID, 1)...)))
+	pod := candidatePod()
+	if s := e.reserve(pod, nodeA); !s.IsSuccess() {
+		t.Fatalf("Reserve() = %v", s)
+	}
+	waits, s := e.fw.RunPermitPlugins(e.ctx, framework.NewCycleState(), pod, nodeA)
+	if !s.IsWait() {
+		t.Fatalf("RunPermitPlugins() = %v, want Wait: the chaperon is allowed but not followed", s)
+	}
+	e.change(t, func(ch *multiclusterv1alpha1.PodChaperon) { ch.Annotations[protocol.FollowedAnnotation] = "true" })
+	e.fw.AddWaitingPod(pod, waits)
+	if diff := cmp.Diff(success, result(t, e.waitOnPermit(pod))); diff != "" {
+		t.Errorf("WaitOnPermit() (-want,+got):\n%s", diff)
+	}
+}

@@ -14,8 +14,10 @@
 //     waiting pod when the proxy's allow mark names the chaperon's proxy
 //     pod UID and this very attempt (pkg/protocol's fencing rule), or
 //     Rejects it when the chaperon is deleted (the proxy chose another
-//     target): the reservation is freed at once. permitWaitTimeout bounds
-//     the wait.
+//     target): the reservation is freed at once. A pod that references
+//     ConfigMaps or Secrets is allowed only once its source has copied them
+//     here too (the chaperon's dependencies-followed mark), so the delegate
+//     never starts without them. permitWaitTimeout bounds the wait.
 //   - PreBind commits: it marks the chaperon binding with an update
 //     conditional on the resourceVersion that carried the current allow
 //     mark. The proxy withdraws a choice only by a delete conditional on

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/ktesting"
@@ -103,6 +104,7 @@ var _ remote.Cluster = &fakeCluster{}
 func (c *fakeCluster) Key() remote.Key          { return c.key }
 func (c *fakeCluster) GetClient() client.Client { return c.client }
 func (c *fakeCluster) GetCache() cache.Cache    { return nil }
+func (c *fakeCluster) GetConfig() *rest.Config  { return &rest.Config{} }
 
 func (c *fakeCluster) Health() remote.Health {
 	c.mu.Lock()
