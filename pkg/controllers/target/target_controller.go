@@ -165,8 +165,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 	return ctrl.Result{}, nil
 }
 
-// forget closes the target's connection and removes its virtual node.
+// forget releases what the target held (see release), closes its
+// connection and removes its virtual node.
 func (r *Reconciler) forget(ctx context.Context, key remote.Key) error {
+	if !r.ConnectOnly {
+		if err := r.release(ctx, key); err != nil {
+			return err
+		}
+	}
 	r.Connector.Disconnect(key)
 	if r.Nodes == nil {
 		return nil
