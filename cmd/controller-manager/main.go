@@ -4,8 +4,8 @@
 // in every cluster of a fleet.
 //
 // Today it runs the elect webhook, the target (connections and virtual
-// nodes), source (RBAC), summary, chaperon (target side), feedback and
-// follow (source side) controllers; cleanup arrives with later work. It
+// nodes), source (RBAC), summary, chaperon (target side), feedback, follow
+// and service (source side) controllers; cleanup arrives with later work. It
 // elects a leader when asked to and serves health and metrics endpoints.
 package main
 
@@ -20,7 +20,6 @@ import (
 	"strings"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -36,9 +35,11 @@ import (
 	"github.com/flotilla-io/flotilla/pkg/controllers/chaperon"
 	"github.com/flotilla-io/flotilla/pkg/controllers/feedback"
 	"github.com/flotilla-io/flotilla/pkg/controllers/follow"
+	"github.com/flotilla-io/flotilla/pkg/controllers/service"
 	"github.com/flotilla-io/flotilla/pkg/controllers/source"
 	"github.com/flotilla-io/flotilla/pkg/controllers/summary"
 	"github.com/flotilla-io/flotilla/pkg/controllers/target"
+	"github.com/flotilla-io/flotilla/pkg/protocol"
 	"github.com/flotilla-io/flotilla/pkg/remote"
 	"github.com/flotilla-io/flotilla/pkg/vk"
 	"github.com/flotilla-io/flotilla/pkg/webhook"
@@ -79,12 +80,24 @@ var controllers = map[string]func(ctrl.Manager, deps) error{
 		return nil
 	},
 	"follow": func(mgr ctrl.Manager, d deps) error {
-		id, err := clusterID(d.ctx, d.local)
+		id, err := protocol.ClusterID(d.ctx, d.local)
 		if err != nil {
 			return err
 		}
 		r := &follow.Reconciler{Client: mgr.GetClient(), Fleet: d.connector, SourceID: id, Recorder: mgr.GetEventRecorder("flotilla-follow")}
 		if err := r.SetupWithManager(d.ctx, mgr); err != nil {
+			return err
+		}
+		d.connections.Subscribe(func(key remote.Key) { r.TargetChanged(d.ctx, key) })
+		return nil
+	},
+	"service": func(mgr ctrl.Manager, d deps) error {
+		id, err := protocol.ClusterID(d.ctx, d.local)
+		if err != nil {
+			return err
+		}
+		r := &service.Reconciler{Client: mgr.GetClient(), Fleet: d.connector, SourceID: id, Recorder: mgr.GetEventRecorder("flotilla-service")}
+		if err := r.SetupWithManager(mgr); err != nil {
 			return err
 		}
 		d.connections.Subscribe(func(key remote.Key) { r.TargetChanged(d.ctx, key) })
@@ -157,7 +170,7 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "controller-manager.flotilla.multicluster.admiralty.io",
 		"Name of the leader election Lease.")
 	fs.StringVar(&o.controllers, "controllers", "*",
-		"Comma-separated controllers to run: * for all, or names from: chaperon, feedback, follow, source, summary, target, webhook.")
+		"Comma-separated controllers to run: * for all, or names from: chaperon, feedback, follow, service, source, summary, target, webhook.")
 	fs.StringVar(&o.webhookHost, "webhook-bind-host", "", "Address the elect webhook binds to (all by default).")
 	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the elect webhook.")
 	fs.StringVar(&o.webhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "flotilla-webhook-certs"),
@@ -174,16 +187,6 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 		"Name of the MutatingWebhookConfiguration whose CA bundle is kept up to date.")
 	fs.DurationVar(&o.probeInterval, "target-probe-interval", 2*time.Second,
 		"How often each target is probed; a target that stops answering is reported within about this long.")
-}
-
-// clusterID identifies this cluster to others: the UID of its kube-system
-// namespace (the convention of the multi-cluster ClusterProperty KEP).
-func clusterID(ctx context.Context, c kubernetes.Interface) (string, error) {
-	ns, err := c.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
-	if err != nil {
-		return "", fmt.Errorf("reading this cluster's ID (the UID of namespace %s): %w", metav1.NamespaceSystem, err)
-	}
-	return string(ns.UID), nil
 }
 
 // enabled resolves --controllers to names, rejecting unknown ones.

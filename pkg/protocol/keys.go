@@ -1,5 +1,13 @@
 package protocol
 
+import (
+	"context"
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
 // Keys on pods.
 const (
 	// ElectAnnotation opts a pod (or a pod template) in to multi-cluster
@@ -51,3 +59,19 @@ const (
 	// maintains about its own nodes.
 	ClusterSummaryName = "summary"
 )
+
+// SourceClusterLabel, on a chaperon and so on its candidate and delegate
+// pods, is the ID of the source cluster that made it (see ClusterID). A
+// Service that follows its pods to a target selects this source's
+// delegates by it.
+const SourceClusterLabel = "multicluster.admiralty.io/source-cluster"
+
+// ClusterID identifies a cluster to the others: the UID of its kube-system
+// namespace (the convention of the multi-cluster ClusterProperty KEP).
+func ClusterID(ctx context.Context, c kubernetes.Interface) (string, error) {
+	ns, err := c.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("reading this cluster's ID (the UID of namespace %s): %w", metav1.NamespaceSystem, err)
+	}
+	return string(ns.UID), nil
+}

@@ -185,7 +185,7 @@ func (f *Fleet) startSource(ctx context.Context, root, binDir string) error {
 		return err
 	}
 	if err := f.start("source-controller-manager", filepath.Join(binDir, "controller-manager"),
-		"--kubeconfig="+f.Source.Kubeconfig, "--controllers=webhook,target,feedback,follow", "--target-probe-interval=1s",
+		"--kubeconfig="+f.Source.Kubeconfig, "--controllers=webhook,target,feedback,follow,service", "--target-probe-interval=1s",
 		"--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--webhook-bind-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port[0]),
 		"--webhook-cert-dir="+filepath.Join(f.logDir, "webhook-certs"), "--webhook-secret="+FleetNamespace+"/flotilla-webhook-cert",

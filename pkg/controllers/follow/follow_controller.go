@@ -231,7 +231,7 @@ func newObject(kind protocol.DependencyKind) client.Object {
 
 // errForeign: the target has an object of that name that is not this
 // source's copy.
-var errForeign = errors.New("not made by this source")
+var errForeign = remote.ErrForeign
 
 // ensureCopy makes the target's copy of src hold src's content and be
 // owned (also) by ch.
@@ -244,71 +244,39 @@ func (r *Reconciler) ensureCopy(ctx context.Context, cl remote.Cluster, kind pro
 		return nil
 	}
 	c := cl.GetClient()
-	for range 5 {
-		current, err := r.probe(ctx, c, kind, src)
-		if apierrors.IsNotFound(err) {
-			want := desiredCopy(kind, src, r.SourceID, nil, ch)
-			err = c.Create(ctx, want)
-			if apierrors.IsAlreadyExists(err) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			r.remember(ck, src, want)
+	newObj := func() client.Object {
+		obj := newObject(kind)
+		obj.SetNamespace(src.GetNamespace())
+		obj.SetName(src.GetName())
+		return obj
+	}
+	desired := func(current client.Object) client.Object { return desiredCopy(kind, src, r.SourceID, current, ch) }
+	for range 2 {
+		copied, err := remote.EnsureCopy(ctx, c, newObj, desired, same, r.SourceID)
+		if err == nil {
+			r.remember(ck, src, copied)
 			return nil
 		}
-		if err != nil {
+		if !apierrors.IsInvalid(err) || copied == nil || !immutable(copied) {
 			return err
 		}
-		want := desiredCopy(kind, src, r.SourceID, current, ch)
-		if same(current, want) {
-			r.remember(ck, src, current)
-			return nil
-		}
-		want.SetResourceVersion(current.GetResourceVersion())
-		want.SetUID(current.GetUID())
-		err = c.Update(ctx, want)
-		switch {
-		case err == nil:
-			r.remember(ck, src, want)
-			return nil
-		case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
-			continue
-		case apierrors.IsInvalid(err) && immutable(current):
-			// An immutable copy of an object that was replaced in the
-			// source: make it again.
-			if err := c.Delete(ctx, current, client.Preconditions{UID: ptr(current.GetUID()), ResourceVersion: ptr(current.GetResourceVersion())}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-				return err
-			}
-			continue
-		default:
+		// An immutable copy of an object that was replaced in the source:
+		// make it again.
+		uid, version := copied.GetUID(), copied.GetResourceVersion()
+		if err := c.Delete(ctx, copied, client.Preconditions{UID: &uid, ResourceVersion: &version}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			return err
 		}
 	}
 	return fmt.Errorf("the copy kept changing")
 }
 
-func ptr[T any](v T) *T { return &v }
-
-// probe reads this source's copy of src in the target, or reports it
-// missing (NotFound) or foreign (errForeign), without reading anything a
-// source may not read: a JSON patch that only tests the follower label
-// changes nothing and answers with the object only if the test passes.
+// probe reads this source's copy of src in the target (see
+// remote.ProbeCopy).
 func (r *Reconciler) probe(ctx context.Context, c client.Client, kind protocol.DependencyKind, src client.Object) (client.Object, error) {
-	path := "/metadata/labels/" + strings.ReplaceAll(strings.ReplaceAll(protocol.FollowerLabel, "~", "~0"), "/", "~1")
-	patch, err := json.Marshal([]map[string]string{{"op": "test", "path": path, "value": r.SourceID}})
-	if err != nil {
-		return nil, err
-	}
 	obj := newObject(kind)
 	obj.SetNamespace(src.GetNamespace())
 	obj.SetName(src.GetName())
-	err = c.Patch(ctx, obj, client.RawPatch(types.JSONPatchType, patch))
-	if err != nil {
-		if apierrors.IsInvalid(err) || apierrors.ReasonForError(err) == metav1.StatusReasonInvalid {
-			return nil, errForeign
-		}
+	if err := remote.ProbeCopy(ctx, c, obj, r.SourceID); err != nil {
 		return nil, err
 	}
 	return obj, nil

@@ -93,6 +93,7 @@ func (pl *Proxy) dispatch(ctx context.Context, uid types.UID) (bool, error) {
 		pl.handle.EventRecorder().Eventf(pod, nil, corev1.EventTypeWarning, EventReasonDispatchFailed, "Dispatch", "%v", err)
 		return false, nil
 	}
+	ch.Labels[protocol.SourceClusterLabel] = pl.sourceID
 	var missing []target
 	for _, t := range pl.eligible(pod, chs) {
 		if _, ok := chs[t.key]; !ok {

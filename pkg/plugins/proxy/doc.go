@@ -40,3 +40,4 @@ package proxy
 // +kubebuilder:rbac:groups=multicluster.admiralty.io,resources=targets;clustertargets,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get

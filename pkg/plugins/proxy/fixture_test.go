@@ -486,7 +486,7 @@ func newFixture(t *testing.T, args config.ProxyArgs, targets []targetSpec, pods 
 			f.fleet.clusters[s.key] = f.newCluster(s)
 		}
 	}
-	var objs []runtime.Object
+	objs := []runtime.Object{kubeSystem()}
 	for _, n := range nodes {
 		objs = append(objs, n)
 	}
@@ -802,3 +802,10 @@ const (
 	sendingPrefix = "sending candidates to "
 	waitingPrefix = "waiting for the verdicts of "
 )
+
+// sourceID is the fixture's source cluster ID: its kube-system UID.
+const sourceID = "source-cluster-uid"
+
+func kubeSystem() *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: metav1.NamespaceSystem, UID: sourceID}}
+}

@@ -98,7 +98,7 @@ func TestPreEnqueueSendsCandidates(t *testing.T) {
 			// candidate scheduler.
 			want := chaperonContent{
 				Name: protocol.ChaperonName(tc.pod), Namespace: namespace,
-				Labels:      map[string]string{"app": "web", protocol.ProxyPodUIDLabel: string(tc.pod.UID)},
+				Labels:      map[string]string{"app": "web", protocol.ProxyPodUIDLabel: string(tc.pod.UID), protocol.SourceClusterLabel: sourceID},
 				Annotations: map[string]string{"team": "a", protocol.ProxyPodNameAnnotation: tc.pod.Name},
 				Spec: corev1.PodSpec{
 					SchedulerName: protocol.CandidateSchedulerName,

@@ -65,13 +65,15 @@ type FleetStarter func(ctx context.Context, h fwk.Handle) (Fleet, error)
 
 // Proxy is the proxy plugin.
 type Proxy struct {
-	handle fwk.Handle
-	args   config.ProxyArgs
-	fleet  Fleet
-	nodes  corelisters.NodeLister
-	store  *store
-	queue  workqueue.TypedRateLimitingInterface[types.UID]
-	now    func() time.Time
+	// sourceID is this cluster's ID, which labels the chaperons it makes.
+	sourceID string
+	handle   fwk.Handle
+	args     config.ProxyArgs
+	fleet    Fleet
+	nodes    corelisters.NodeLister
+	store    *store
+	queue    workqueue.TypedRateLimitingInterface[types.UID]
+	now      func() time.Time
 
 	mu sync.Mutex
 	// pods are the proxy pods waiting to be scheduled, by UID.
@@ -136,12 +138,17 @@ func NewFactory(start FleetStarter) frameworkruntime.PluginFactory {
 // stop with ctx.
 func New(ctx context.Context, args *config.ProxyArgs, h fwk.Handle, fleet Fleet) (*Proxy, error) {
 	registerMetrics()
+	sourceID, err := protocol.ClusterID(ctx, h.ClientSet())
+	if err != nil {
+		return nil, err
+	}
 	pl := &Proxy{
-		handle: h,
-		args:   *args,
-		fleet:  fleet,
-		nodes:  h.SharedInformerFactory().Core().V1().Nodes().Lister(),
-		store:  newStore(),
+		sourceID: sourceID,
+		handle:   h,
+		args:     *args,
+		fleet:    fleet,
+		nodes:    h.SharedInformerFactory().Core().V1().Nodes().Lister(),
+		store:    newStore(),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[types.UID](100*time.Millisecond, 10*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[types.UID]{Name: "flotilla-proxy-dispatch"}),

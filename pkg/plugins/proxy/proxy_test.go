@@ -75,7 +75,7 @@ func TestNewFactory(t *testing.T) {
 			_, ctx := ktesting.NewTestContext(t)
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			cs := k8sfake.NewClientset()
+			cs := k8sfake.NewClientset(kubeSystem())
 			h, err := frameworkruntime.NewFramework(ctx, nil, nil,
 				frameworkruntime.WithClientSet(cs),
 				frameworkruntime.WithInformerFactory(informers.NewSharedInformerFactory(cs, 0)),
