@@ -5,7 +5,7 @@
 //
 // Today it runs the elect webhook, the target (connections and virtual
 // nodes), source (RBAC), summary, chaperon (target side), feedback, follow
-// and service (source side) controllers; cleanup arrives with later work. It
+// and service (source side) and cleanup (both sides) controllers. It
 // elects a leader when asked to and serves health and metrics endpoints.
 package main
 
@@ -14,12 +14,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -33,6 +37,7 @@ import (
 
 	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
 	"github.com/flotilla-io/flotilla/pkg/controllers/chaperon"
+	"github.com/flotilla-io/flotilla/pkg/controllers/cleanup"
 	"github.com/flotilla-io/flotilla/pkg/controllers/feedback"
 	"github.com/flotilla-io/flotilla/pkg/controllers/follow"
 	"github.com/flotilla-io/flotilla/pkg/controllers/service"
@@ -78,6 +83,18 @@ var controllers = map[string]func(ctrl.Manager, deps) error{
 		}
 		d.connections.Subscribe(func(key remote.Key) { r.TargetChanged(d.ctx, key) })
 		return nil
+	},
+	"cleanup": func(mgr ctrl.Manager, d deps) error {
+		r := &cleanup.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+			Recorder: mgr.GetEventRecorder("flotilla-cleanup"), GracePeriod: d.opts.orphanGracePeriod}
+		if err := r.SetupWithManager(mgr); err != nil {
+			return err
+		}
+		id, err := protocol.ClusterID(d.ctx, d.local)
+		if err != nil {
+			return err
+		}
+		return mgr.Add(&cleanup.Heartbeat{Fleet: d.connector, SourceID: id, Duration: d.opts.sourceLeaseDuration})
 	},
 	"follow": func(mgr ctrl.Manager, d deps) error {
 		id, err := protocol.ClusterID(d.ctx, d.local)
@@ -154,6 +171,16 @@ type options struct {
 	webhookSecret         string
 	webhookDNSNames       string
 	webhookConfiguration  string
+
+	sourceLeaseDuration time.Duration
+	orphanGracePeriod   time.Duration
+
+	kubeletPort         int
+	kubeletBindHost     string
+	nodeAddress         string
+	kubeletCertFile     string
+	kubeletKeyFile      string
+	kubeletClientCAFile string
 }
 
 func (o *options) addFlags(fs *flag.FlagSet) {
@@ -170,7 +197,7 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "controller-manager.flotilla.multicluster.admiralty.io",
 		"Name of the leader election Lease.")
 	fs.StringVar(&o.controllers, "controllers", "*",
-		"Comma-separated controllers to run: * for all, or names from: chaperon, feedback, follow, service, source, summary, target, webhook.")
+		"Comma-separated controllers to run: * for all, or names from: chaperon, cleanup, feedback, follow, service, source, summary, target, webhook.")
 	fs.StringVar(&o.webhookHost, "webhook-bind-host", "", "Address the elect webhook binds to (all by default).")
 	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the elect webhook.")
 	fs.StringVar(&o.webhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "flotilla-webhook-certs"),
@@ -185,6 +212,20 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 		"Comma-separated DNS names of the webhook's certificate; the first is its main name.")
 	fs.StringVar(&o.webhookConfiguration, "webhook-configuration", webhook.ConfigurationName,
 		"Name of the MutatingWebhookConfiguration whose CA bundle is kept up to date.")
+	fs.DurationVar(&o.sourceLeaseDuration, "source-lease-duration", cleanup.DefaultLeaseDuration,
+		"As a source: duration of the Lease by which it stands behind its chaperons in each target namespace (renewed three times as often).")
+	fs.DurationVar(&o.orphanGracePeriod, "orphan-grace-period", cleanup.DefaultGracePeriod,
+		"As a target: how long a source's Lease must stay run out before its chaperons, delegates and followers are deleted; keep it longer than any source outage you want to ride out.")
+	fs.IntVar(&o.kubeletPort, "kubelet-port", 10250,
+		"Port of the virtual nodes' kubelet endpoint (kubectl logs, exec, attach, port-forward on proxy pods); 0 turns it off.")
+	fs.StringVar(&o.kubeletBindHost, "kubelet-bind-host", "", "Address the kubelet endpoint binds to (all by default).")
+	fs.StringVar(&o.nodeAddress, "node-address", os.Getenv("POD_IP"),
+		"The virtual nodes' InternalIP, where kube-apiserver reaches the kubelet endpoint (default $POD_IP; without one, no endpoint is served).")
+	fs.StringVar(&o.kubeletCertFile, "kubelet-tls-cert-file", "",
+		"Serving certificate of the kubelet endpoint (reloaded on change); a self-signed one when empty, which kube-apiserver accepts only if it runs without --kubelet-certificate-authority.")
+	fs.StringVar(&o.kubeletKeyFile, "kubelet-tls-key-file", "", "Key of --kubelet-tls-cert-file.")
+	fs.StringVar(&o.kubeletClientCAFile, "kubelet-client-ca-file", "",
+		"CA of the client certificate kube-apiserver presents to kubelets; by default the client-ca-file of ConfigMap kube-system/extension-apiserver-authentication.")
 	fs.DurationVar(&o.probeInterval, "target-probe-interval", 2*time.Second,
 		"How often each target is probed; a target that stops answering is reported within about this long.")
 }
@@ -276,12 +317,19 @@ func run(o options) error {
 			remote.Options{ProbeInterval: o.probeInterval, OnHealthChange: notifier.Notify, OnSummaryChange: notifier.NotifyKey,
 				OnConnectionChange: connections.Publish},
 			remote.NewCluster),
-		nodes: vk.NewManager(klog.NewContext(ctx, logger.WithName("vk")), local, vk.Options{}),
+		nodes: vk.NewManager(klog.NewContext(ctx, logger.WithName("vk")), local, vk.Options{Address: kubeletAddress(o), KubeletPort: kubeletPort(o)}),
 	}
 	for _, name := range enabled {
 		if err := controllers[name](mgr, d); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", name, err)
 		}
+	}
+	if slices.Contains(enabled, "target") && kubeletPort(o) != 0 {
+		if err := addKubeletServer(d.ctx, mgr, d, o); err != nil {
+			return err
+		}
+	} else if slices.Contains(enabled, "target") {
+		logger.Info("No kubelet endpoint for the virtual nodes (no --node-address, or --kubelet-port=0): kubectl logs, exec, attach and port-forward on proxy pods will fail")
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return fmt.Errorf("adding healthz check: %w", err)
@@ -295,4 +343,39 @@ func run(o options) error {
 		return fmt.Errorf("running manager: %w", err)
 	}
 	return nil
+}
+
+func kubeletAddress(o options) string {
+	if o.kubeletPort == 0 {
+		return ""
+	}
+	return o.nodeAddress
+}
+
+func kubeletPort(o options) int32 {
+	if o.nodeAddress == "" {
+		return 0
+	}
+	return int32(o.kubeletPort)
+}
+
+// addKubeletServer serves the virtual nodes' kubelet endpoint.
+func addKubeletServer(ctx context.Context, mgr ctrl.Manager, d deps, o options) error {
+	opts := vk.KubeletOptions{
+		ListenAddress: net.JoinHostPort(o.kubeletBindHost, strconv.Itoa(o.kubeletPort)),
+		CertFile:      o.kubeletCertFile, KeyFile: o.kubeletKeyFile,
+		NodeIP: o.nodeAddress, ClientCAFile: o.kubeletClientCAFile,
+	}
+	if opts.ClientCAFile == "" {
+		cm, err := d.local.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, "extension-apiserver-authentication", metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("reading kube-apiserver's client CA (or give --kubelet-client-ca-file): %w", err)
+		}
+		opts.ClientCA = []byte(cm.Data["client-ca-file"])
+	}
+	srv, err := vk.NewKubeletServer(opts, vk.NewDelegates(mgr.GetAPIReader(), d.connector), d.local.AuthorizationV1().SubjectAccessReviews())
+	if err != nil {
+		return err
+	}
+	return mgr.Add(srv)
 }

@@ -2,6 +2,8 @@ package protocol
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -74,4 +76,14 @@ func ClusterID(ctx context.Context, c kubernetes.Interface) (string, error) {
 		return "", fmt.Errorf("reading this cluster's ID (the UID of namespace %s): %w", metav1.NamespaceSystem, err)
 	}
 	return string(ns.UID), nil
+}
+
+// SourceLeaseName is the name of the Lease by which a source says, in a
+// target namespace, that it still stands behind the chaperons it made there
+// through Target target (a Target's "<namespace>/<name>" or a
+// ClusterTarget's name). The Lease carries SourceClusterLabel and
+// TargetAnnotation.
+func SourceLeaseName(sourceID, target string) string {
+	sum := sha256.Sum256([]byte(sourceID + "/" + target))
+	return "flotilla-source-" + hex.EncodeToString(sum[:8])
 }

@@ -25,6 +25,11 @@ const NodeLeaseNamespace = corev1.NamespaceNodeLease
 type Options struct {
 	// LeaseDurationSeconds of the node leases (default 40, as kubelets).
 	LeaseDurationSeconds int32
+	// Address is the virtual nodes' InternalIP, where kube-apiserver
+	// reaches their kubelet endpoint (see KubeletServer); none when empty.
+	Address string
+	// KubeletPort is the port of that endpoint; none when zero.
+	KubeletPort int32
 }
 
 // Manager runs the virtual nodes of a source cluster, one per target.
@@ -71,6 +76,7 @@ func (p provider) NotifyNodeStatus(_ context.Context, cb func(*corev1.Node)) {
 // its node controller if needed.
 func (m *Manager) Set(key remote.Key, summary *multiclusterv1alpha1.ClusterSummary, health remote.Health, excluded *regexp.Regexp) error {
 	desired := Desired(key, summary, health, excluded)
+	SetKubeletEndpoint(desired, m.opts.Address, m.opts.KubeletPort)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if vn, ok := m.nodes[key]; ok {

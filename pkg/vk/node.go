@@ -98,6 +98,22 @@ func Desired(key remote.Key, summary *multiclusterv1alpha1.ClusterSummary, healt
 	return node
 }
 
+// SetKubeletEndpoint makes node say where its kubelet endpoint is, for
+// kube-apiserver (logs, exec, attach, port-forward): address as its
+// InternalIP (its only address: kube-apiserver prefers a Hostname by
+// default, and a virtual node's name does not resolve) and port as its
+// kubelet port. An empty address or a zero port is left out.
+func SetKubeletEndpoint(node *corev1.Node, address string, port int32) {
+	node.Status.Addresses = nil
+	if address != "" {
+		node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: address}}
+	}
+	node.Status.DaemonEndpoints = corev1.NodeDaemonEndpoints{}
+	if port != 0 {
+		node.Status.DaemonEndpoints.KubeletEndpoint.Port = port
+	}
+}
+
 // CompileExcluded compiles a Target's excludedLabelsRegexp (nil for none).
 func CompileExcluded(expr *string) (*regexp.Regexp, error) {
 	if expr == nil || strings.TrimSpace(*expr) == "" {

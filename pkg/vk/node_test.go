@@ -1,6 +1,7 @@
 package vk
 
 import (
+	"context"
 	"regexp"
 	"testing"
 	"time"
@@ -9,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/klog/v2/ktesting"
 
 	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
 	"github.com/flotilla-io/flotilla/pkg/protocol"
@@ -106,5 +109,84 @@ func TestDesired(t *testing.T) {
 				t.Errorf("allocatable cpu = %s, want %s", got, tc.wantCPU)
 			}
 		})
+	}
+}
+
+func TestSetKubeletEndpoint(t *testing.T) {
+	key := remote.Key{Namespace: "ns", Name: "eu"}
+	cases := []struct {
+		name          string
+		address       string
+		port          int32
+		wantAddresses []corev1.NodeAddress
+		wantEndpoints corev1.NodeDaemonEndpoints
+	}{
+		{name: "none (as before)"},
+		{
+			name: "address and port", address: "10.1.2.3", port: 10250,
+			wantAddresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.1.2.3"}},
+			wantEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: 10250}},
+		},
+		{
+			name: "address only", address: "10.1.2.3",
+			wantAddresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.1.2.3"}},
+		},
+		{
+			name: "port only", port: 10250,
+			wantEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: 10250}},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := Desired(key, nil, remote.Health{Ready: true}, nil)
+			// What an earlier endpoint said is replaced.
+			n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: "old"}}
+			n.Status.DaemonEndpoints.KubeletEndpoint.Port = 1
+			SetKubeletEndpoint(n, tc.address, tc.port)
+			if diff := cmp.Diff(tc.wantAddresses, n.Status.Addresses); diff != "" {
+				t.Errorf("addresses (-want,+got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantEndpoints, n.Status.DaemonEndpoints); diff != "" {
+				t.Errorf("daemon endpoints (-want,+got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestManagerAdvertisesKubeletEndpoint(t *testing.T) {
+	_, ctx := ktesting.NewTestContext(t)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	client := fake.NewClientset()
+	watcher, err := client.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Stop()
+	m := NewManager(ctx, client, Options{Address: "10.1.2.3", KubeletPort: 10250})
+	key := remote.Key{Name: "us"}
+	if err := m.Set(key, nil, remote.Health{Ready: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := m.Remove(context.Background(), key); err != nil {
+			t.Error(err)
+		}
+	}()
+	var node *corev1.Node
+	for node == nil {
+		select {
+		case ev := <-watcher.ResultChan():
+			node, _ = ev.Object.(*corev1.Node)
+		case <-ctx.Done():
+			t.Fatal("the virtual node was not created")
+		}
+	}
+	wantAddresses := []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.1.2.3"}}
+	if diff := cmp.Diff(wantAddresses, node.Status.Addresses); diff != "" {
+		t.Errorf("addresses (-want,+got):\n%s", diff)
+	}
+	if port := node.Status.DaemonEndpoints.KubeletEndpoint.Port; port != 10250 {
+		t.Errorf("kubelet port = %d, want 10250", port)
 	}
 }

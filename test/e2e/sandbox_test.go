@@ -1,14 +1,8 @@
 package e2e
 
 import (
-	"bufio"
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"os/exec"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -104,74 +98,18 @@ func TestKubectlStreamsFromKwokNodes(t *testing.T) {
 					time.Sleep(250 * time.Millisecond)
 				}
 			}()
-			out := streamUntil(t, c, line, stream...)
+			out, err := c.KubectlStreamUntil(ctx, line, stream...)
+			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(out).To(ContainSubstring(line))
 			g.Expect(out).NotTo(ContainSubstring("Hello from the Flotilla sandbox"), "only new output is streamed")
 		})
 	}
 	t.Run("port-forward", func(t *testing.T) {
 		g := NewWithT(t)
-		cctx, cancel := context.WithTimeout(ctx, framework.ShortTimeout)
-		defer cancel()
-		cmd := exec.CommandContext(cctx, sandboxKubectl(), "--kubeconfig", c.Kubeconfig,
-			"port-forward", "-n", ns, "pod/"+pod, "--address", "127.0.0.1", ":8080")
-		stdout, err := cmd.StdoutPipe()
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(cmd.Start()).To(Succeed())
-		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-		// "Forwarding from 127.0.0.1:NNNNN -> 8080"
-		line, err := bufio.NewReader(stdout).ReadString('\n')
-		g.Expect(err).NotTo(HaveOccurred())
-		m := regexp.MustCompile(`127\.0\.0\.1:(\d+) -> 8080`).FindStringSubmatch(line)
-		g.Expect(m).To(HaveLen(2), "port-forward said %q", line)
-		conn, err := net.DialTimeout("tcp", "127.0.0.1:"+m[1], 5*time.Second)
-		g.Expect(err).NotTo(HaveOccurred())
-		defer func() { _ = conn.Close() }()
-		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-		_, err = conn.Write([]byte("ping through port-forward\n"))
-		g.Expect(err).NotTo(HaveOccurred())
-		echoed, err := bufio.NewReader(conn).ReadString('\n')
+		echoed, err := c.PortForwardEcho(ctx, ns, pod, 8080, "ping through port-forward\n")
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(echoed).To(Equal("ping through port-forward\n"))
 	})
-}
-
-// streamUntil runs a kubectl command that streams until stopped, and returns
-// its output once it contains want (or the short timeout passes).
-func streamUntil(t *testing.T, c *framework.Cluster, want string, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), framework.ShortTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, sandboxKubectl(), append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	var out strings.Builder
-	buf := make([]byte, 4096)
-	for !strings.Contains(out.String(), want) {
-		n, err := stdout.Read(buf)
-		out.Write(buf[:n])
-		if err == io.EOF || ctx.Err() != nil {
-			break
-		}
-		if err != nil {
-			t.Fatalf("reading kubectl %v: %v", args, err)
-		}
-	}
-	return out.String()
-}
-
-func sandboxKubectl() string {
-	dir, err := framework.BinDir()
-	if err != nil {
-		panic(err)
-	}
-	return dir + "/kubectl"
 }
 
 // The clusters share one etcd, each under its own key prefix: what one

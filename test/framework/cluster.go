@@ -1,13 +1,18 @@
 package framework
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -35,6 +40,10 @@ type Cluster struct {
 	Nodes []string
 	// ContainerLog is the file kwok serves as every container's log.
 	ContainerLog string
+	// CAFile is the cluster's CA; KubeletCert and KubeletKey a serving
+	// certificate it signed for 127.0.0.1 (for a virtual node's kubelet
+	// endpoint).
+	CAFile, KubeletCert, KubeletKey string
 
 	kubectl string
 }
@@ -77,9 +86,11 @@ func (s *Sandbox) Cluster(name string) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", name, err)
 	}
+	cert, key, _ := strings.Cut(st.KubeletServing, ",")
 	c := &Cluster{
 		Name: name, Kubeconfig: st.Kubeconfig, Server: st.Server, RESTConfig: cfg,
 		Client: cl, Clientset: cs, Nodes: slices.Clone(st.Nodes), ContainerLog: st.ContainerLog,
+		CAFile: st.CAFile, KubeletCert: cert, KubeletKey: key,
 		kubectl: filepath.Join(s.binDir(), "kubectl"),
 	}
 	s.clusters[name] = c
@@ -124,4 +135,81 @@ func (c *Cluster) KubectlWithInput(ctx context.Context, stdin string, args ...st
 // logs: `kubectl logs -f` and `attach` stream them as they come.
 func (c *Cluster) AppendContainerLog(lines ...string) error {
 	return appendCRILog(c.ContainerLog, lines...)
+}
+
+// KubectlStreamUntil runs a kubectl command that streams until stopped
+// (logs -f, attach) and returns its output once it contains want, or when
+// ShortTimeout passes; the error carries standard error.
+func (c *Cluster) KubectlStreamUntil(ctx context.Context, want string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, ShortTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	var out strings.Builder
+	buf := make([]byte, 4096)
+	for !strings.Contains(out.String(), want) {
+		n, err := stdout.Read(buf)
+		out.Write(buf[:n])
+		if err == io.EOF || ctx.Err() != nil {
+			break
+		}
+		if err != nil {
+			return out.String(), fmt.Errorf("reading kubectl %s: %w", strings.Join(args, " "), err)
+		}
+	}
+	if !strings.Contains(out.String(), want) {
+		return out.String(), fmt.Errorf("kubectl %s (cluster %s) did not print %q: %s", strings.Join(args, " "), c.Name, want, strings.TrimSpace(stderr.String()))
+	}
+	return out.String(), nil
+}
+
+// PortForwardEcho runs kubectl port-forward to port of pod and returns what
+// a line sent through it comes back as (the sandbox's pods echo).
+func (c *Cluster) PortForwardEcho(ctx context.Context, namespace, pod string, port int, line string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, ShortTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.kubectl, "--kubeconfig", c.Kubeconfig,
+		"port-forward", "-n", namespace, "pod/"+pod, "--address", "127.0.0.1", fmt.Sprintf(":%d", port))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	// "Forwarding from 127.0.0.1:NNNNN -> <port>"
+	said, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("kubectl port-forward: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	m := regexp.MustCompile(fmt.Sprintf(`127\.0\.0\.1:(\d+) -> %d`, port)).FindStringSubmatch(said)
+	if len(m) != 2 {
+		return "", fmt.Errorf("kubectl port-forward said %q", said)
+	}
+	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+m[1], 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = conn.Close() }()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte(line)); err != nil {
+		return "", err
+	}
+	echoed, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return echoed, fmt.Errorf("reading through port-forward: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return echoed, nil
 }

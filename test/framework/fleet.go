@@ -115,7 +115,10 @@ func (f *Fleet) start(name string, binary string, args ...string) error {
 // startTarget runs a target's components and lets the source in.
 func (f *Fleet) startTarget(ctx context.Context, t *Cluster, root, binDir string) error {
 	if err := f.start("controller-manager/"+t.Name, filepath.Join(binDir, "controller-manager"),
-		"--kubeconfig="+t.Kubeconfig, "--controllers=summary,source,chaperon", "--metrics-bind-address=0",
+		"--kubeconfig="+t.Kubeconfig, "--controllers=summary,source,chaperon,cleanup", "--metrics-bind-address=0",
+		// Leftovers of a source that forgot this target go after 3 s
+		// (the source's Lease) + 8 s.
+		"--orphan-grace-period=8s",
 		"--health-probe-bind-address=0"); err != nil {
 		return err
 	}
@@ -171,7 +174,7 @@ func (f *Fleet) startTarget(ctx context.Context, t *Cluster, root, binDir string
 // startSource runs the source's components; the elect webhook is served
 // at a loopback URL.
 func (f *Fleet) startSource(ctx context.Context, root, binDir string) error {
-	port, err := freePorts(1)
+	port, err := freePorts(2)
 	if err != nil {
 		return err
 	}
@@ -185,11 +188,17 @@ func (f *Fleet) startSource(ctx context.Context, root, binDir string) error {
 		return err
 	}
 	if err := f.start("source-controller-manager", filepath.Join(binDir, "controller-manager"),
-		"--kubeconfig="+f.Source.Kubeconfig, "--controllers=webhook,target,feedback,follow,service", "--target-probe-interval=1s",
+		"--kubeconfig="+f.Source.Kubeconfig, "--controllers=webhook,target,feedback,follow,service,cleanup", "--target-probe-interval=1s",
+		"--source-lease-duration=3s",
 		"--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--webhook-bind-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port[0]),
 		"--webhook-cert-dir="+filepath.Join(f.logDir, "webhook-certs"), "--webhook-secret="+FleetNamespace+"/flotilla-webhook-cert",
-		"--webhook-dns-names=localhost", "--webhook-configuration="+name, "--webhook-cert-from-secret"); err != nil {
+		"--webhook-dns-names=localhost", "--webhook-configuration="+name, "--webhook-cert-from-secret",
+		// The virtual nodes' kubelet endpoint, with a certificate the
+		// source's kube-apiserver verifies, for its kubelet client.
+		"--node-address=127.0.0.1", "--kubelet-bind-host=127.0.0.1", fmt.Sprintf("--kubelet-port=%d", port[1]),
+		"--kubelet-tls-cert-file="+f.Source.KubeletCert, "--kubelet-tls-key-file="+f.Source.KubeletKey,
+		"--kubelet-client-ca-file="+f.Source.CAFile); err != nil {
 		return err
 	}
 	cfg, err := schedulerConfig(root, "proxy-scheduler.yaml", f.Source.Kubeconfig, f.logDir, f.Source.Name)

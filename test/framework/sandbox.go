@@ -61,6 +61,11 @@ type ClusterState struct {
 	// ContainerLog is the CRI-format file that kwok serves as every
 	// container's log (and streams to attach).
 	ContainerLog string `json:"containerLog"`
+	// CAFile is the cluster's CA certificate; KubeletServing a serving
+	// certificate and key it signed for 127.0.0.1, for a virtual node's
+	// kubelet endpoint ("<cert>,<key>").
+	CAFile         string `json:"caFile"`
+	KubeletServing string `json:"kubeletServing"`
 }
 
 // Sandbox is a running fleet of local clusters.
@@ -790,7 +795,9 @@ func (c *clusterSetup) writePKI() error {
 	certs := map[string]certRequest{
 		"apiserver": {CommonName: "kube-apiserver", Server: true, IPs: loopback,
 			DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}},
-		"kwok-serving":            {CommonName: "kwok", Server: true, IPs: loopback[:2], DNSNames: []string{"localhost"}},
+		"kwok-serving": {CommonName: "kwok", Server: true, IPs: loopback[:2], DNSNames: []string{"localhost"}},
+		// For Flotilla's virtual nodes: kube-apiserver verifies kubelets.
+		"virtual-kubelet-serving": {CommonName: "virtual-kubelet", Server: true, IPs: loopback[:2], DNSNames: []string{"localhost"}},
 		"kubelet-client":          {CommonName: "kube-apiserver-kubelet-client", Organizations: []string{"system:masters"}, Client: true},
 		"admin":                   {CommonName: "kubernetes-admin", Organizations: []string{"system:masters"}, Client: true},
 		"kube-controller-manager": {CommonName: "system:kube-controller-manager", Client: true},
@@ -798,6 +805,8 @@ func (c *clusterSetup) writePKI() error {
 		// kwok speaks for every fake node and their pods.
 		"kwok": {CommonName: "kwok", Organizations: []string{"system:masters"}, Client: true},
 	}
+	c.state.CAFile = c.files["ca.crt"]
+	c.state.KubeletServing = filepath.Join(pki, "virtual-kubelet-serving.crt") + "," + filepath.Join(pki, "virtual-kubelet-serving.key")
 	for name, req := range certs {
 		pair, err := ca.issue(req)
 		if err != nil {

@@ -92,8 +92,9 @@ type Reconciler struct {
 	present map[copyKey]bool
 }
 
+// copyKey names a copy: the target's API server, kind, namespace and name.
 type copyKey struct {
-	target remote.Key
+	server string
 	kind   string
 	types.NamespacedName
 }
@@ -219,7 +220,7 @@ func (r *Reconciler) ownersOf(ctx context.Context, svc *corev1.Service) (owners,
 			}
 			return nil, fmt.Errorf("reading the chaperon of %s/%s in %s: %w", pod.Namespace, pod.Name, key, err)
 		}
-		if ch.Labels[protocol.ProxyPodUIDLabel] != string(pod.UID) || !ch.DeletionTimestamp.IsZero() {
+		if ch.Labels[protocol.ProxyPodUIDLabel] != string(pod.UID) || !ch.DeletionTimestamp.IsZero() || !protocol.OfTarget(ch, key.String()) {
 			continue
 		}
 		out[key] = mergeOwners(out[key], []metav1.OwnerReference{{
@@ -242,10 +243,15 @@ func mergeOwners(a, b []metav1.OwnerReference) []metav1.OwnerReference {
 }
 
 // apply makes each ready target hold a copy where want has owners, and none
-// elsewhere.
+// elsewhere. Two Targets may lead to one cluster: copies are made per
+// cluster (API server), with the owners wanted through all its Targets.
 func (r *Reconciler) apply(ctx context.Context, kind string, nn types.NamespacedName, want owners,
 	desired func(current client.Object, refs []metav1.OwnerReference) client.Object, src client.Object) error {
-	var errs, conflicts []string
+	type destination struct {
+		cl   remote.Cluster
+		refs []metav1.OwnerReference
+	}
+	destinations := map[string]*destination{}
 	for _, key := range r.Fleet.Keys() {
 		if key.Namespace != "" && key.Namespace != nn.Namespace {
 			continue
@@ -254,30 +260,40 @@ func (r *Reconciler) apply(ctx context.Context, kind string, nn types.Namespaced
 		if err != nil || !cl.Health().Ready {
 			continue // a reconnection reconciles everything again
 		}
-		ck := copyKey{target: key, kind: kind, NamespacedName: nn}
-		refs := want[key]
+		server := cl.GetConfig().Host
+		d, ok := destinations[server]
+		if !ok {
+			d = &destination{cl: cl}
+			destinations[server] = d
+		}
+		d.refs = mergeOwners(d.refs, want[key])
+	}
+	var errs, conflicts []string
+	for server, d := range destinations {
+		key := d.cl.Key()
+		ck := copyKey{server: server, kind: kind, NamespacedName: nn}
 		newObj := func() client.Object {
 			obj := newObject(kind)
 			obj.SetNamespace(nn.Namespace)
 			obj.SetName(nn.Name)
 			return obj
 		}
-		if len(refs) == 0 {
+		if len(d.refs) == 0 {
 			r.mu.Lock()
 			present, known := r.present[ck]
 			r.mu.Unlock()
 			if known && !present {
 				continue
 			}
-			if err := remote.DeleteCopy(ctx, cl.GetClient(), newObj(), r.SourceID); err != nil {
+			if err := remote.DeleteCopy(ctx, d.cl.GetClient(), newObj(), r.SourceID); err != nil {
 				errs = append(errs, fmt.Sprintf("deleting the copy in %s: %v", key, err))
 				continue
 			}
 			r.remember(ck, false)
 			continue
 		}
-		_, err = remote.EnsureCopy(ctx, cl.GetClient(), newObj,
-			func(current client.Object) client.Object { return desired(current, refs) }, same, r.SourceID)
+		_, err := remote.EnsureCopy(ctx, d.cl.GetClient(), newObj,
+			func(current client.Object) client.Object { return desired(current, d.refs) }, same, r.SourceID)
 		switch {
 		case errors.Is(err, remote.ErrForeign):
 			conflicts = append(conflicts, key.String())
@@ -288,10 +304,12 @@ func (r *Reconciler) apply(ctx context.Context, kind string, nn types.Namespaced
 		}
 	}
 	if len(conflicts) > 0 && src != nil && r.Recorder != nil {
+		slices.Sort(conflicts)
 		r.Recorder.Eventf(src, nil, corev1.EventTypeWarning, ReasonFollowerConflict, "Follow",
 			"targets %s have their own %s %s, not made by Flotilla: not overwritten", strings.Join(conflicts, ", "), kind, nn.Name)
 	}
 	if len(errs) > 0 {
+		slices.Sort(errs)
 		return fmt.Errorf("%s %s: %s", kind, nn, strings.Join(errs, "; "))
 	}
 	if len(want) > 0 {
@@ -488,11 +506,7 @@ func (r *Reconciler) servicesOf(ctx context.Context, pod *corev1.Pod) []request 
 // connection change.
 func (r *Reconciler) TargetChanged(ctx context.Context, key remote.Key) {
 	r.mu.Lock()
-	for ck := range r.present {
-		if ck.target == key {
-			delete(r.present, ck)
-		}
-	}
+	r.present = nil // forget all: a connection's server may have changed
 	r.mu.Unlock()
 	if r.resync != nil {
 		r.resync <- event.TypedGenericEvent[remote.Key]{Object: key}

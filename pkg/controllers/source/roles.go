@@ -30,6 +30,9 @@ var NamespacedRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses"},
 		Verbs: []string{"create", "update", "patch", "delete"}},
 	{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"get", "list", "watch"}},
+	// The source's Leases, by which it stands behind its chaperons (see
+	// package cleanup); written, not read.
+	{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create", "patch", "delete"}},
 }
 
 // ClusterRules are the permissions of every source cluster-wide: reading

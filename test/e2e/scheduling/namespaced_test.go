@@ -105,6 +105,63 @@ func TestTargetRemovalReleasesItsPods(t *testing.T) {
 		g.Expect(chaperonsOf(g, ctx, ns, pod.UID)).To(BeEmpty())
 		g.Expect(candidatesOf(g, ctx, ns, pod.UID)).To(BeEmpty())
 	}, framework.PodTimeout, framework.Interval).Should(Succeed())
-	g.Expect(events(g, ctx, src, pod, targetctl.ReasonTargetRemoved)).NotTo(BeEmpty())
+	g.Eventually(func(g Gomega) {
+		g.Expect(events(g, ctx, src, pod, targetctl.ReasonTargetRemoved)).NotTo(BeEmpty())
+	}, framework.ShortTimeout, framework.Interval).Should(Succeed())
 	g.Consistently(func(g Gomega) { expectDelegated(g, ctx, other) }, framework.ConsistentlyDuration, framework.Interval).Should(Succeed())
+}
+
+// A Target deleted while its cluster is down leaves its chaperon and
+// delegate there; when the cluster comes back, they are collected (the
+// source no longer renews its Lease for that Target), and the pods of the
+// source's other Target to the same cluster are not touched.
+func TestTargetDeletedWhileItsClusterIsDown(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	ns := namespace(t)
+	src := fleet.Source
+	t1 := fleet.Targets[0]
+	target, virtualNode := teamTarget(t, ns)
+	pod := pinned(ns, "team-pod", virtualNode)
+	g.Expect(src.Client.Create(ctx, pod)).To(Succeed())
+	other := pinned(ns, "other", "admiralty-"+t1.Name)
+	g.Expect(src.Client.Create(ctx, other)).To(Succeed())
+	var kept map[string][]corev1.Pod
+	g.Eventually(func(g Gomega) {
+		g.Expect(src.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)).To(Succeed())
+		g.Expect(pod.Spec.NodeName).To(Equal(virtualNode))
+		g.Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
+		g.Expect(chaperonsOf(g, ctx, ns, pod.UID)).To(Equal(map[string]int{t1.Name: 1}))
+		expectDelegated(g, ctx, other)
+		kept = candidatesOf(g, ctx, ns, other.UID)
+	}, framework.PodTimeout, framework.Interval).Should(Succeed())
+
+	g.Expect(sandbox.KillProcess(t1.Name, "kube-apiserver")).To(Succeed())
+	restarted := false
+	defer func() {
+		if !restarted {
+			_ = sandbox.StartProcess(context.Background(), t1.Name, "kube-apiserver")
+		}
+	}()
+	g.Eventually(func(g Gomega) {
+		g.Expect(src.Client.Get(ctx, client.ObjectKeyFromObject(target), target)).To(Succeed())
+		g.Expect(meta.IsStatusConditionFalse(target.Status.Conditions, multiclusterv1alpha1.ConditionReady)).To(BeTrue())
+	}, framework.ShortTimeout, framework.Interval).Should(Succeed())
+	g.Expect(src.Client.Delete(ctx, target)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		err := src.Client.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{})
+		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the removed target's proxy pod is still there (%v)", err)
+	}, framework.ShortTimeout, framework.Interval).Should(Succeed())
+
+	g.Expect(sandbox.StartProcess(ctx, t1.Name, "kube-apiserver")).To(Succeed())
+	restarted = true
+	g.Eventually(func(g Gomega) {
+		g.Expect(chaperonsOf(g, ctx, ns, pod.UID)).To(BeEmpty(), "the removed target's chaperon is still in %s", t1.Name)
+		g.Expect(candidatesOf(g, ctx, ns, pod.UID)).To(BeEmpty(), "the removed target's delegate is still in %s", t1.Name)
+	}, framework.LongTimeout, framework.Interval).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		expectDelegated(g, ctx, other)
+		now := candidatesOf(g, ctx, ns, other.UID)
+		g.Expect(now[t1.Name][0].UID).To(Equal(kept[t1.Name][0].UID), "the other Target's delegate was replaced")
+	}, framework.ConsistentlyDuration, framework.Interval).Should(Succeed())
 }

@@ -1,0 +1,165 @@
+package cleanup
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
+	"github.com/flotilla-io/flotilla/pkg/protocol"
+	"github.com/flotilla-io/flotilla/pkg/remote"
+)
+
+// DefaultLeaseDuration is how long a source's Lease in a target holds
+// without renewal.
+const DefaultLeaseDuration = time.Minute
+
+// Fleet is what the heartbeat needs of the connections to targets.
+type Fleet interface {
+	Get(remote.Key) (remote.Cluster, error)
+	Keys() []remote.Key
+}
+
+// Heartbeat runs in a source: in every target namespace where it has
+// chaperons, it keeps a Lease per Target (protocol.SourceLeaseName)
+// renewed, by which it says that it still stands behind them. When a
+// Target is removed (even while its cluster is down), or the source is
+// gone, the Lease runs out and the target's cleanup controller collects
+// the chaperons, and with them the delegates and followers. It is a
+// controller-runtime Runnable (leader only).
+type Heartbeat struct {
+	Fleet    Fleet
+	SourceID string
+	// Duration of the Leases (DefaultLeaseDuration when zero); they are
+	// renewed three times as often.
+	Duration time.Duration
+	Clock    clock.WithTicker
+
+	// leases are the namespaces where this process keeps a Lease, by target.
+	leases map[remote.Key]map[string]bool
+}
+
+// NeedLeaderElection is true: one replica renews.
+func (h *Heartbeat) NeedLeaderElection() bool { return true }
+
+// Start renews the Leases until ctx ends.
+func (h *Heartbeat) Start(ctx context.Context) error {
+	if h.Duration <= 0 {
+		h.Duration = DefaultLeaseDuration
+	}
+	if h.Clock == nil {
+		h.Clock = clock.RealClock{}
+	}
+	h.leases = map[remote.Key]map[string]bool{}
+	ticker := h.Clock.NewTicker(h.Duration / 3)
+	defer ticker.Stop()
+	for {
+		h.Beat(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C():
+		}
+	}
+}
+
+// Beat renews the Leases once, and deletes those of namespaces left
+// without chaperons.
+func (h *Heartbeat) Beat(ctx context.Context) {
+	logger := ctrl.LoggerFrom(ctx).WithName("heartbeat")
+	if h.leases == nil {
+		h.leases = map[remote.Key]map[string]bool{}
+	}
+	for _, key := range h.Fleet.Keys() {
+		cl, err := h.Fleet.Get(key)
+		if err != nil || !cl.Health().Ready {
+			continue
+		}
+		namespaces, err := h.namespaces(ctx, cl)
+		if err != nil {
+			logger.Error(err, "Listing chaperons", "target", key.String())
+			continue
+		}
+		for ns := range namespaces {
+			if err := h.renew(ctx, cl, ns); err != nil {
+				logger.Error(err, "Renewing the source's lease", "target", key.String(), "namespace", ns)
+			}
+		}
+		for ns := range h.leases[key] {
+			if namespaces[ns] {
+				continue
+			}
+			lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: protocol.SourceLeaseName(h.SourceID, key.String())}}
+			if err := cl.GetClient().Delete(ctx, lease); err != nil && !apierrors.IsNotFound(err) {
+				logger.Error(err, "Deleting the source's lease", "target", key.String(), "namespace", ns)
+				namespaces[ns] = true // try again next time
+			}
+		}
+		h.leases[key] = namespaces
+	}
+	for key := range h.leases {
+		if _, err := h.Fleet.Get(key); err != nil {
+			delete(h.leases, key)
+		}
+	}
+}
+
+// namespaces are those where this source has chaperons through cl's Target.
+func (h *Heartbeat) namespaces(ctx context.Context, cl remote.Cluster) (map[string]bool, error) {
+	// A cache that cannot sync (e.g. the identity may not list chaperons)
+	// must not hold up the other targets.
+	ctx, cancel := context.WithTimeout(ctx, h.Duration/3)
+	defer cancel()
+	list := &multiclusterv1alpha1.PodChaperonList{}
+	opts := []client.ListOption{client.MatchingLabels{protocol.SourceClusterLabel: h.SourceID}}
+	if ns := cl.Key().Namespace; ns != "" {
+		opts = append(opts, client.InNamespace(ns))
+	}
+	if err := cl.GetClient().List(ctx, list, opts...); err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for i := range list.Items {
+		if protocol.ChaperonTarget(&list.Items[i]) == cl.Key().String() {
+			out[list.Items[i].Namespace] = true
+		}
+	}
+	return out, nil
+}
+
+// renew moves the Lease's renewTime to now, creating it if needed (a
+// source writes Leases without reading them).
+func (h *Heartbeat) renew(ctx context.Context, cl remote.Cluster, namespace string) error {
+	now := metav1.NewMicroTime(h.Clock.Now())
+	seconds := int32(h.Duration / time.Second)
+	lease := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: protocol.SourceLeaseName(h.SourceID, cl.Key().String()),
+			Labels:      map[string]string{protocol.SourceClusterLabel: h.SourceID},
+			Annotations: map[string]string{protocol.TargetAnnotation: cl.Key().String()}},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &h.SourceID, LeaseDurationSeconds: &seconds, RenewTime: &now},
+	}
+	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"renewTime": now, "leaseDurationSeconds": seconds}})
+	if err != nil {
+		return err
+	}
+	for range 2 {
+		err := cl.GetClient().Patch(ctx, lease.DeepCopy(), client.RawPatch(types.MergePatchType, patch))
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+		err = cl.GetClient().Create(ctx, lease.DeepCopy())
+		if !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	return fmt.Errorf("lease %s/%s kept coming and going", namespace, lease.Name)
+}
