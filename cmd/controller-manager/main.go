@@ -94,7 +94,8 @@ var controllers = map[string]func(ctrl.Manager, deps) error{
 		if err != nil {
 			return err
 		}
-		return mgr.Add(&cleanup.Heartbeat{Fleet: d.connector, SourceID: id, Duration: d.opts.sourceLeaseDuration})
+		return mgr.Add(&cleanup.Heartbeat{Fleet: d.connector, SourceID: id, Duration: d.opts.sourceLeaseDuration,
+			Proxies: mgr.GetClient(), APIReader: mgr.GetAPIReader()})
 	},
 	"follow": func(mgr ctrl.Manager, d deps) error {
 		id, err := protocol.ClusterID(d.ctx, d.local)

@@ -62,6 +62,7 @@ type observation struct {
 	at       time.Time
 	renewed  time.Time
 	duration time.Duration
+	present  bool
 	// expiredSince is when a live read first confirmed it ran out.
 	expiredSince time.Time
 }
@@ -144,8 +145,8 @@ func (r *Reconciler) observe(name types.NamespacedName, lease *coordinationv1.Le
 		r.seen = map[types.NamespacedName]*observation{}
 	}
 	o, known := r.seen[name]
-	if !known || lease != nil && (!renewed.Equal(o.renewed) || o.duration == 0) {
-		o = &observation{at: now, renewed: renewed, duration: duration}
+	if !known || lease != nil && (!o.present || !renewed.Equal(o.renewed)) {
+		o = &observation{at: now, renewed: renewed, duration: duration, present: lease != nil}
 		r.seen[name] = o
 	}
 	left := o.at.Add(o.duration).Sub(now)

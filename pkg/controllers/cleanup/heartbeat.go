@@ -7,6 +7,7 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -31,7 +32,9 @@ type Fleet interface {
 
 // Heartbeat runs in a source: in every target namespace where it has
 // chaperons, it keeps a Lease per Target (protocol.SourceLeaseName)
-// renewed, by which it says that it still stands behind them. When a
+// renewed, by which it says that it still stands behind them. A chaperon
+// whose proxy pod is gone (deleted while its target did not answer) it
+// deletes instead. When a
 // Target is removed (even while its cluster is down), or the source is
 // gone, the Lease runs out and the target's cleanup controller collects
 // the chaperons, and with them the delegates and followers. It is a
@@ -43,9 +46,26 @@ type Heartbeat struct {
 	// renewed three times as often.
 	Duration time.Duration
 	Clock    clock.WithTicker
+	// Proxies reads the source's pods (a cache) and APIReader confirms,
+	// for chaperons whose proxy pod is gone (deleted while their target
+	// did not answer): those are deleted instead of renewed. Without
+	// Proxies, no chaperon is checked.
+	Proxies, APIReader client.Reader
 
 	// leases are the namespaces where this process keeps a Lease, by target.
 	leases map[remote.Key]map[string]bool
+}
+
+func (h *Heartbeat) defaults() {
+	if h.Duration <= 0 {
+		h.Duration = DefaultLeaseDuration
+	}
+	if h.Clock == nil {
+		h.Clock = clock.RealClock{}
+	}
+	if h.leases == nil {
+		h.leases = map[remote.Key]map[string]bool{}
+	}
 }
 
 // NeedLeaderElection is true: one replica renews.
@@ -53,13 +73,7 @@ func (h *Heartbeat) NeedLeaderElection() bool { return true }
 
 // Start renews the Leases until ctx ends.
 func (h *Heartbeat) Start(ctx context.Context) error {
-	if h.Duration <= 0 {
-		h.Duration = DefaultLeaseDuration
-	}
-	if h.Clock == nil {
-		h.Clock = clock.RealClock{}
-	}
-	h.leases = map[remote.Key]map[string]bool{}
+	h.defaults()
 	ticker := h.Clock.NewTicker(h.Duration / 3)
 	defer ticker.Stop()
 	for {
@@ -75,10 +89,8 @@ func (h *Heartbeat) Start(ctx context.Context) error {
 // Beat renews the Leases once, and deletes those of namespaces left
 // without chaperons.
 func (h *Heartbeat) Beat(ctx context.Context) {
+	h.defaults()
 	logger := ctrl.LoggerFrom(ctx).WithName("heartbeat")
-	if h.leases == nil {
-		h.leases = map[remote.Key]map[string]bool{}
-	}
 	for _, key := range h.Fleet.Keys() {
 		cl, err := h.Fleet.Get(key)
 		if err != nil || !cl.Health().Ready {
@@ -129,11 +141,52 @@ func (h *Heartbeat) namespaces(ctx context.Context, cl remote.Cluster) (map[stri
 	}
 	out := map[string]bool{}
 	for i := range list.Items {
-		if protocol.ChaperonTarget(&list.Items[i]) == cl.Key().String() {
-			out[list.Items[i].Namespace] = true
+		ch := &list.Items[i]
+		if protocol.ChaperonTarget(ch) != cl.Key().String() || !ch.DeletionTimestamp.IsZero() {
+			continue
 		}
+		// One chaperon that cannot be dealt with must not let the Leases
+		// of the others run out: it counts as held.
+		gone, err := h.proxyGone(ctx, ch)
+		if err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Checking a chaperon's proxy pod", "target", cl.Key().String(), "chaperon", client.ObjectKeyFromObject(ch))
+		}
+		if err != nil || !gone {
+			out[ch.Namespace] = true
+			continue
+		}
+		err = cl.GetClient().Delete(ctx, ch, client.Preconditions{UID: &ch.UID}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			ctrl.LoggerFrom(ctx).Error(err, "Deleting a chaperon whose proxy pod is gone", "target", cl.Key().String(), "chaperon", client.ObjectKeyFromObject(ch))
+			out[ch.Namespace] = true
+			continue
+		}
+		ctrl.LoggerFrom(ctx).Info("Deleted a chaperon whose proxy pod is gone", "target", cl.Key().String(),
+			"chaperon", client.ObjectKeyFromObject(ch), "proxy", ch.Annotations[protocol.ProxyPodNameAnnotation])
 	}
 	return out, nil
+}
+
+// proxyGone reports whether the proxy pod of ch no longer exists, as the
+// API server says (a cache that does not have it yet is not enough).
+func (h *Heartbeat) proxyGone(ctx context.Context, ch *multiclusterv1alpha1.PodChaperon) (bool, error) {
+	name, uid := ch.Annotations[protocol.ProxyPodNameAnnotation], ch.Labels[protocol.ProxyPodUIDLabel]
+	if h.Proxies == nil || name == "" || uid == "" {
+		return false, nil
+	}
+	key := types.NamespacedName{Namespace: ch.Namespace, Name: name}
+	pod := &corev1.Pod{}
+	if err := h.Proxies.Get(ctx, key, pod); err == nil && string(pod.UID) == uid {
+		return false, nil
+	}
+	err := h.APIReader.Get(ctx, key, pod)
+	switch {
+	case apierrors.IsNotFound(err):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("reading proxy pod %s: %w", key, err)
+	}
+	return string(pod.UID) != uid, nil
 }
 
 // renew moves the Lease's renewTime to now, creating it if needed (a

@@ -87,9 +87,11 @@ type Reconciler struct {
 	resync chan event.TypedGenericEvent[remote.Key]
 
 	mu sync.Mutex
-	// present remembers copies known to exist (true) or not (false), to
-	// skip probing targets that have none.
-	present map[copyKey]bool
+	// known remembers each copy as last written: "" when there is none,
+	// else the source's resourceVersion and the owners it was written
+	// with. An unchanged copy is not even probed (a Service is reconciled
+	// on every change of its pods).
+	known map[copyKey]string
 }
 
 // copyKey names a copy: the target's API server, kind, namespace and name.
@@ -278,18 +280,25 @@ func (r *Reconciler) apply(ctx context.Context, kind string, nn types.Namespaced
 			obj.SetName(nn.Name)
 			return obj
 		}
-		if len(d.refs) == 0 {
-			r.mu.Lock()
-			present, known := r.present[ck]
-			r.mu.Unlock()
-			if known && !present {
-				continue
+		signature := ""
+		if len(d.refs) > 0 {
+			signature = src.GetResourceVersion()
+			for _, o := range d.refs {
+				signature += "," + string(o.UID)
 			}
+		}
+		r.mu.Lock()
+		last, known := r.known[ck]
+		r.mu.Unlock()
+		if known && last == signature {
+			continue
+		}
+		if len(d.refs) == 0 {
 			if err := remote.DeleteCopy(ctx, d.cl.GetClient(), newObj(), r.SourceID); err != nil {
 				errs = append(errs, fmt.Sprintf("deleting the copy in %s: %v", key, err))
 				continue
 			}
-			r.remember(ck, false)
+			r.remember(ck, signature)
 			continue
 		}
 		_, err := remote.EnsureCopy(ctx, d.cl.GetClient(), newObj,
@@ -300,7 +309,7 @@ func (r *Reconciler) apply(ctx context.Context, kind string, nn types.Namespaced
 		case err != nil:
 			errs = append(errs, fmt.Sprintf("copying to %s: %v", key, err))
 		default:
-			r.remember(ck, true)
+			r.remember(ck, signature)
 		}
 	}
 	if len(conflicts) > 0 && src != nil && r.Recorder != nil {
@@ -318,13 +327,13 @@ func (r *Reconciler) apply(ctx context.Context, kind string, nn types.Namespaced
 	return nil
 }
 
-func (r *Reconciler) remember(ck copyKey, present bool) {
+func (r *Reconciler) remember(ck copyKey, signature string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.present == nil {
-		r.present = map[copyKey]bool{}
+	if r.known == nil {
+		r.known = map[copyKey]string{}
 	}
-	r.present[ck] = present
+	r.known[ck] = signature
 }
 
 func newObject(kind string) client.Object {
@@ -506,7 +515,7 @@ func (r *Reconciler) servicesOf(ctx context.Context, pod *corev1.Pod) []request 
 // connection change.
 func (r *Reconciler) TargetChanged(ctx context.Context, key remote.Key) {
 	r.mu.Lock()
-	r.present = nil // forget all: a connection's server may have changed
+	r.known = nil // forget all: a connection's server may have changed
 	r.mu.Unlock()
 	if r.resync != nil {
 		r.resync <- event.TypedGenericEvent[remote.Key]{Object: key}

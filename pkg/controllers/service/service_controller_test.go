@@ -1495,10 +1495,10 @@ func TestReconcileWritesOnlyChanges(t *testing.T) {
 			},
 		},
 		{
-			name:          "nothing changed",
+			name:          "nothing changed: nothing probed",
 			wantEU:        storedCopy(targetIP, refOf(ch0)),
 			wantIngressEU: ingressCopy(ingress, refOf(ch0)),
-			wantCalls:     map[remote.Key][]string{keyEU: {"probe Service/web", "probe Ingress/web"}},
+			wantCalls:     map[remote.Key][]string{},
 		},
 		{
 			name: "source Service relabelled",
@@ -1514,7 +1514,7 @@ func TestReconcileWritesOnlyChanges(t *testing.T) {
 			},
 			wantEU:        relabelled(storedCopy(targetIP, refOf(ch0))),
 			wantIngressEU: ingressCopy(ingress, refOf(ch0)),
-			wantCalls:     map[remote.Key][]string{keyEU: {"probe Service/web", "update Service/web", "probe Ingress/web"}},
+			wantCalls:     map[remote.Key][]string{keyEU: {"probe Service/web", "update Service/web"}},
 		},
 		{
 			name:          "a second pod runs in eu: owns the copies too",
@@ -1532,7 +1532,6 @@ func TestReconcileWritesOnlyChanges(t *testing.T) {
 			wantUS:        relabelled(storedCopy(targetIP, refOf(ch2))),
 			wantIngressEU: ingressCopy(ingress, refOf(ch0), refOf(ch1)),
 			wantCalls: map[remote.Key][]string{
-				keyEU: {"probe Service/web", "probe Ingress/web"},
 				keyUS: {"probe Service/web", "create Service/web", "probe Ingress/web", "create Ingress/web"},
 			},
 		},
@@ -1548,13 +1547,12 @@ func TestReconcileWritesOnlyChanges(t *testing.T) {
 			wantUS: relabelled(storedCopy(targetIP, refOf(ch2))),
 			wantCalls: map[remote.Key][]string{
 				keyEU: {"probe Service/web", "delete Service/web", "probe Ingress/web", "delete Ingress/web"},
-				keyUS: {"probe Service/web", "probe Ingress/web"},
 			},
 		},
 		{
-			name:      "nothing changed: eu, known to hold no copy, not probed",
+			name:      "nothing changed: nothing probed",
 			wantUS:    relabelled(storedCopy(targetIP, refOf(ch2))),
-			wantCalls: map[remote.Key][]string{keyUS: {"probe Service/web", "probe Ingress/web"}},
+			wantCalls: map[remote.Key][]string{},
 		},
 		{
 			name:   "eu reconnects: probed again",
