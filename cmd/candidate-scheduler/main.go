@@ -12,13 +12,17 @@ import (
 	_ "k8s.io/component-base/logs/json/register" // JSON log format
 	_ "k8s.io/component-base/metrics/prometheus/clientgo"
 	_ "k8s.io/component-base/metrics/prometheus/version"
+	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	_ "github.com/flotilla-io/flotilla/pkg/apis/config/scheme" // CandidateArgs
 	"github.com/flotilla-io/flotilla/pkg/plugins/candidate"
 )
 
 func main() {
+	// controller-runtime (the plugin's caches and clients) logs through klog.
+	ctrllog.SetLogger(klog.Background())
 	command := app.NewSchedulerCommand(app.WithPlugin(candidate.Name, candidate.New))
 	command.Use = "candidate-scheduler"
 	os.Exit(cli.Run(command))

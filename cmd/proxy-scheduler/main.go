@@ -16,13 +16,17 @@ import (
 	_ "k8s.io/component-base/logs/json/register" // JSON log format
 	_ "k8s.io/component-base/metrics/prometheus/clientgo"
 	_ "k8s.io/component-base/metrics/prometheus/version"
+	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	_ "github.com/flotilla-io/flotilla/pkg/apis/config/scheme" // ProxyArgs
 	"github.com/flotilla-io/flotilla/pkg/plugins/proxy"
 )
 
 func main() {
+	// controller-runtime (the plugin's caches and clients) logs through klog.
+	ctrllog.SetLogger(klog.Background())
 	f := &fleet{}
 	command := app.NewSchedulerCommand(app.WithPlugin(proxy.Name, proxy.NewFactory(f.start)))
 	command.Use = "proxy-scheduler"

@@ -105,7 +105,7 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		return nil, fmt.Errorf("watching PodChaperons: %w", err)
 	}
 	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { pl.chaperonChanged(obj, false) },
+		AddFunc:    func(obj any) { pl.chaperonAdded(obj); pl.chaperonChanged(obj, false) },
 		UpdateFunc: func(_, obj any) { pl.chaperonChanged(obj, false) },
 		DeleteFunc: func(obj any) { pl.chaperonChanged(obj, true) },
 	}); err != nil {
@@ -254,6 +254,18 @@ func mayBind(ch *multiclusterv1alpha1.PodChaperon, attempt int64) bool {
 	return protocol.Allows(ch, attempt) && protocol.Followed(ch)
 }
 
+// chaperonAdded brings back the candidate of a chaperon this cache had not
+// seen, if it never reserved: it may have been tried before (e.g. while the
+// watch recovered from an API server restart) and rejected for want of its
+// chaperon.
+func (pl *Candidate) chaperonAdded(obj any) {
+	ch, ok := obj.(*multiclusterv1alpha1.PodChaperon)
+	if !ok || ch.Annotations[protocol.ReservationAnnotation] != "" || !ch.DeletionTimestamp.IsZero() {
+		return
+	}
+	pl.activate(types.NamespacedName{Namespace: ch.Namespace, Name: ch.Name})
+}
+
 // chaperonChanged allows or rejects a waiting candidate, or brings back a
 // candidate that was allowed while it was not waiting.
 func (pl *Candidate) chaperonChanged(obj any, deleted bool) {
@@ -275,8 +287,11 @@ func (pl *Candidate) chaperonChanged(obj any, deleted bool) {
 	}
 	pl.mu.Unlock()
 	if !held {
-		if s := protocol.VerdictOf(ch).State; !deleted && ch.Annotations[protocol.AllowedAnnotation] != "" &&
-			protocol.Followed(ch) && (s == protocol.StateReserved || s == protocol.StateBinding) {
+		s := protocol.VerdictOf(ch).State
+		switch {
+		case deleted:
+		case ch.Annotations[protocol.AllowedAnnotation] != "" && protocol.Followed(ch) &&
+			(s == protocol.StateReserved || s == protocol.StateBinding):
 			// Allowed while the candidate is not waiting (its wait timed
 			// out, or the scheduler restarted): schedule it again now.
 			pl.activate(nn)

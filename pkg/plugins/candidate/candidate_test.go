@@ -849,6 +849,11 @@ func TestChaperonChangedActivates(t *testing.T) {
 			pod:  candidatePod(),
 		},
 		{
+			name: "never reserved: an update does not bring it back",
+			obj:  makeChaperon(),
+			pod:  candidatePod(),
+		},
+		{
 			name: "allowed, candidate already bound",
 			obj:  makeChaperon(marks(reserved(1, nodeA), allowed(proxyUID, 1), committed(1, nodeA))...),
 			pod:  bound,
@@ -900,6 +905,52 @@ func TestChaperonChangedActivates(t *testing.T) {
 				}
 			}
 			e.pl.chaperonChanged(tc.obj, tc.deleted)
+			if diff := cmp.Diff(tc.want, e.activator.activated()); diff != "" {
+				t.Errorf("activated (-want,+got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A chaperon new to the cache brings back its candidate if it never
+// reserved: it may have been rejected for want of its chaperon before the
+// cache had it.
+func TestChaperonAddedActivates(t *testing.T) {
+	cases := []struct {
+		name string
+		obj  any
+		pod  *corev1.Pod
+		want []string
+	}{
+		{
+			name: "never reserved",
+			obj:  makeChaperon(),
+			pod:  candidatePod(),
+			want: []string{chaperonNN.String() + "=" + chaperonNN.String()},
+		},
+		{
+			name: "never reserved, reported unschedulable",
+			obj: func() *multiclusterv1alpha1.PodChaperon {
+				ch := makeChaperon()
+				ch.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable}}
+				return ch
+			}(),
+			pod:  candidatePod(),
+			want: []string{chaperonNN.String() + "=" + chaperonNN.String()},
+		},
+		{name: "reserved before", obj: makeChaperon(reserved(1, nodeA)...), pod: candidatePod()},
+		{name: "candidate not known to the scheduler", obj: makeChaperon()},
+		{name: "not a chaperon", obj: candidatePod(), pod: candidatePod()},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{})
+			if tc.pod != nil {
+				if err := e.pods.Add(tc.pod); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.pl.chaperonAdded(tc.obj)
 			if diff := cmp.Diff(tc.want, e.activator.activated()); diff != "" {
 				t.Errorf("activated (-want,+got):\n%s", diff)
 			}
