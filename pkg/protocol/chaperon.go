@@ -224,7 +224,7 @@ var sourceOnlyAnnotations = []string{
 // "<namespace>/<name>" or "<name>", through which the chaperon was made) and
 // never copied to pods.
 var protocolMarks = []string{ReservationAnnotation, AllowedAnnotation, BindingAnnotation, TargetAnnotation, FollowedAnnotation,
-	DeletionGracePeriodAnnotation}
+	FollowConflictAnnotation, DeletionGracePeriodAnnotation}
 
 // ChaperonTarget is the source's target (key string) that made ch, "" if
 // it does not say. Two Targets of one source may lead to the same cluster:

@@ -22,6 +22,11 @@ const (
 	// source) has been copied to the target. A candidate whose pod
 	// references any is not allowed to bind before.
 	FollowedAnnotation = "multicluster.admiralty.io/dependencies-followed"
+	// FollowConflictAnnotation is written on a chosen chaperon by its
+	// source when a dependency cannot be copied because the target has its
+	// own object of that name: the proxy scheduler then withdraws the
+	// choice and tries the pod elsewhere. Its value says what is in the way.
+	FollowConflictAnnotation = "multicluster.admiralty.io/follow-conflict"
 )
 
 // DependencyKind is the kind of object a pod depends on.

@@ -188,9 +188,12 @@ func (r *Reconciler) followTo(ctx context.Context, pod *corev1.Pod, cl remote.Cl
 			"%s not found in this cluster: the pod waits for them in target %s, as it would here", strings.Join(missing, ", "), key)
 	}
 	if len(conflicts) > 0 {
-		r.event(pod, corev1.EventTypeWarning, ReasonFollowerConflict,
-			"%s already exist in target %s and were not made by Flotilla: not overwritten; the pod does not start there until they are removed or renamed",
+		msg := fmt.Sprintf("%s already exist in target %s and were not made by Flotilla: not overwritten; the pod does not start there until they are removed or renamed",
 			strings.Join(conflicts, ", "), key)
+		r.event(pod, corev1.EventTypeWarning, ReasonFollowerConflict, "%s", msg)
+		if err := r.markConflict(ctx, cl, ch, msg); err != nil {
+			errs = append(errs, err)
+		}
 		return ctrl.Result{RequeueAfter: conflictRecheck}, errors.Join(errs...)
 	}
 	if len(errs) > 0 {
@@ -212,6 +215,22 @@ func (r *Reconciler) followTo(ctx context.Context, pod *corev1.Pod, cl remote.Cl
 	}
 	ctrl.LoggerFrom(ctx).V(2).Info("Followed dependencies", "target", key.String(), "count", len(deps))
 	return ctrl.Result{}, nil
+}
+
+// markConflict tells the proxy scheduler, on the chaperon, that the pod
+// cannot start in its target: it withdraws the choice and tries elsewhere.
+func (r *Reconciler) markConflict(ctx context.Context, cl remote.Cluster, ch *multiclusterv1alpha1.PodChaperon, msg string) error {
+	if ch.Annotations[protocol.FollowConflictAnnotation] == msg {
+		return nil
+	}
+	body, err := protocol.AnnotationPatch{protocol.FollowConflictAnnotation: &msg}.Body()
+	if err != nil {
+		return err
+	}
+	if err := cl.GetClient().Patch(ctx, ch, client.RawPatch(types.MergePatchType, body)); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("marking the chaperon in %s: %w", cl.Key(), err))
+	}
+	return nil
 }
 
 func (r *Reconciler) source(ctx context.Context, namespace string, dep protocol.Dependency) (client.Object, error) {

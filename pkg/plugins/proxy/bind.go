@@ -77,6 +77,16 @@ func (pl *Proxy) PreBind(ctx context.Context, _ fwk.CycleState, pod *corev1.Pod,
 			return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("%s: the candidate is gone", key))
 		}
 		v := protocol.VerdictOf(ch)
+		if msg := ch.Annotations[protocol.FollowConflictAnnotation]; msg != "" && v.State != protocol.StateBinding && v.State != protocol.StateBound {
+			// The pod cannot start there: try it elsewhere.
+			if err := pl.revoke(ctx, cl.GetClient(), pod.UID, key); err == nil {
+				pl.cannotStart(pod.UID, key, msg)
+				decisionsTotal.WithLabelValues("revoked").Inc()
+				return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("%s: %s", key, msg))
+			} else if !errors.Is(err, errCommitted) {
+				return fwk.AsStatus(err)
+			}
+		}
 		switch v.State {
 		case protocol.StateBound:
 			if !released {
@@ -133,6 +143,22 @@ func (pl *Proxy) PreBind(ctx context.Context, _ fwk.CycleState, pod *corev1.Pod,
 			return fwk.AsStatus(ctx.Err())
 		}
 	}
+}
+
+// cannotStartRetry is how long a target where a pod cannot start (see
+// protocol.FollowConflictAnnotation) is left out before it is tried again.
+const cannotStartRetry = 30 * time.Second
+
+// cannotStart leaves key out of the pod's choices, as a target where its
+// candidate could not be created, until a dispatch cannotStartRetry later
+// tries it again.
+func (pl *Proxy) cannotStart(uid types.UID, key remote.Key, why string) {
+	pl.mu.Lock()
+	if st := pl.pods[uid]; st != nil {
+		st.failures[key] = "the pod cannot start there: " + why
+	}
+	pl.mu.Unlock()
+	pl.queue.AddAfter(uid, cannotStartRetry)
 }
 
 // PostBind forgets the pod.

@@ -12,6 +12,7 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
+	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
 	"github.com/flotilla-io/flotilla/pkg/protocol"
 	"github.com/flotilla-io/flotilla/pkg/remote"
 	"github.com/flotilla-io/flotilla/pkg/vk"
@@ -177,6 +178,17 @@ func TestPreBind(t *testing.T) {
 				f.updateChaperon(keyTarget1, pod, released(1), unschedulable(unschedulableMessage))
 			},
 			want:       statusResult{Code: fwk.Unschedulable, Message: "team-a/target-1: " + unschedulableMessage},
+			wantAllows: 1,
+		},
+		{
+			name: "its source cannot copy a dependency there: revoked, left out",
+			during: func(g *WithT, f *fixture, pod *corev1.Pod, _ <-chan *fwk.Status) {
+				eventually(g, func() any { return f.allowMark(keyTarget1, pod) }).Should(Equal("web-0-uid/1"))
+				f.updateChaperon(keyTarget1, pod, func(ch *multiclusterv1alpha1.PodChaperon) {
+					ch.Annotations[protocol.FollowConflictAnnotation] = "ConfigMap config already exists"
+				})
+			},
+			want:       statusResult{Code: fwk.Unschedulable, Message: "team-a/target-1: ConfigMap config already exists"},
 			wantAllows: 1,
 		},
 		{

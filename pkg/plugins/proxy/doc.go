@@ -25,7 +25,10 @@
 //     the proxy pod is bound to the virtual node. If the delegate is not
 //     bound in time, PreBind revokes its choice by deleting the chaperon
 //     with a resourceVersion precondition, which fails if the candidate has
-//     committed to bind meanwhile: then the choice is adopted instead.
+//     committed to bind meanwhile: then the choice is adopted instead. It
+//     revokes at once a choice whose source cannot copy the pod's
+//     ConfigMaps or Secrets there (protocol.FollowConflictAnnotation), and
+//     leaves that target out for a while.
 //   - Requeueing: chaperon changes, a target connected or gaining capacity
 //     (ClusterSummary), and virtual-node changes bring pending proxy pods
 //     back within seconds.

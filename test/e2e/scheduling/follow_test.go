@@ -185,3 +185,34 @@ func TestFollowerNeverOverwritesATargetsObject(t *testing.T) {
 	g.Expect(cluster(t, target).Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "config"}, cm)).To(Succeed())
 	g.Expect(cm.Data).To(Equal(map[string]string{"owner": "source"}))
 }
+
+// A pod whose preferred target has its own object of a dependency's name
+// runs in another target: the conflict withdraws the choice at once.
+func TestFollowerConflictSendsThePodElsewhere(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	ns := namespace(t)
+	src := fleet.Source
+	preferred, other := fleet.Targets[1], fleet.Targets[0]
+	g.Expect(src.Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "config"},
+		Data: map[string]string{"owner": "source"}})).To(Succeed())
+	g.Expect(preferred.Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "config"},
+		Data: map[string]string{"owner": preferred.Name}})).To(Succeed())
+	pod := elected(ns, "app", "100m", map[string]string{
+		protocol.ProxyPodSchedulingConstraintsAnnotation: `{"affinity":{"nodeAffinity":{"preferredDuringSchedulingIgnoredDuringExecution":[` +
+			`{"weight":100,"preference":{"matchExpressions":[{"key":"` + protocol.ClusterNameLabel + `","operator":"In","values":["` + preferred.Name + `"]}]}}]}}}`,
+	})
+	pod.Spec.Volumes = []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{
+		ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "config"}}}}}
+	g.Expect(src.Client.Create(ctx, pod)).To(Succeed())
+
+	g.Eventually(func(g Gomega) {
+		g.Expect(expectDelegated(g, ctx, pod)).To(Equal(other.Name))
+		g.Expect(events(g, ctx, src, pod, follow.ReasonFollowerConflict)).To(ContainElement(ContainSubstring(preferred.Name)))
+	}, framework.PodTimeout, framework.Interval).Should(Succeed())
+	cm := &corev1.ConfigMap{}
+	g.Expect(preferred.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "config"}, cm)).To(Succeed())
+	g.Expect(cm.Data).To(Equal(map[string]string{"owner": preferred.Name}), "the target's own ConfigMap was overwritten")
+	g.Expect(other.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "config"}, cm)).To(Succeed())
+	g.Expect(cm.Data).To(Equal(map[string]string{"owner": "source"}))
+}
