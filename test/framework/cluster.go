@@ -213,3 +213,26 @@ func (c *Cluster) PortForwardEcho(ctx context.Context, namespace, pod string, po
 	}
 	return echoed, nil
 }
+
+// KubectlOnTerminal runs kubectl on a pseudo-terminal (through script(1)),
+// for commands that need one (exec -t), and returns what it printed.
+func (c *Cluster) KubectlOnTerminal(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, ShortTimeout)
+	defer cancel()
+	line := shellQuote(c.kubectl) + " --kubeconfig " + shellQuote(c.Kubeconfig)
+	for _, a := range args {
+		line += " " + shellQuote(a)
+	}
+	cmd := exec.CommandContext(ctx, "script", "-q", "-e", "-c", line, "/dev/null")
+	cmd.Stdin = strings.NewReader("")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("kubectl %s on a terminal (cluster %s): %w: %s", strings.Join(args, " "), c.Name, err, strings.TrimSpace(out.String()))
+	}
+	return out.String(), nil
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
