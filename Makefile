@@ -10,7 +10,7 @@ GO         ?= go
 GOTESTFLAGS ?=
 E2E_TIMEOUT ?= 30m
 
-COMMANDS := proxy-scheduler candidate-scheduler controller-manager
+COMMANDS := proxy-scheduler candidate-scheduler controller-manager flotillactl
 SANDBOX_TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok
 
 .PHONY: help
@@ -20,7 +20,7 @@ help: ## Show this help.
 ##@ Build
 
 .PHONY: build
-build: ## Build the three Flotilla binaries into bin/.
+build: ## Build the Flotilla binaries (and flotillactl) into bin/.
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(COMMANDS))
 	$(GO) build -o $(BIN)/sandbox ./hack/sandbox
