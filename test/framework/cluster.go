@@ -224,7 +224,13 @@ func (c *Cluster) KubectlOnTerminal(ctx context.Context, args ...string) (string
 		line += " " + shellQuote(a)
 	}
 	cmd := exec.CommandContext(ctx, "script", "-q", "-e", "-c", line, "/dev/null")
-	cmd.Stdin = strings.NewReader("")
+	// script(1) ends the session when its input ends: keep it open until
+	// kubectl is done.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = stdin.Close() }()
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
