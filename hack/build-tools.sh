@@ -24,6 +24,7 @@ TOOLS=(
   "kwok|kwok|sigs.k8s.io/kwok/cmd/kwok|v0.8.0"
   "controller-gen|controller-gen|sigs.k8s.io/controller-tools/cmd/controller-gen|v0.23.0"
   "golangci-lint|golangci-lint|github.com/golangci/golangci-lint/v2/cmd/golangci-lint|v2.15.0"
+  "helm|helm|helm.sh/helm/v4/cmd/helm|v4.3.1"
 )
 SANDBOX_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 
@@ -40,6 +41,9 @@ ldflags_for() {
     ;;
   kwok)
     printf -- '-X sigs.k8s.io/kwok/pkg/consts.Version=%s ' "$version"
+    ;;
+  helm)
+    printf -- '-X helm.sh/helm/v4/internal/version.version=%s ' "$version"
     ;;
   esac
 }
