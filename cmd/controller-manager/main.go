@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -67,6 +68,9 @@ type deps struct {
 	// connections tells of targets connected or disconnected.
 	connections *remote.Broadcast
 	ctx         context.Context
+	// clusterID reads this cluster's ID once, for the controllers that
+	// need it (see protocol.ClusterID).
+	clusterID func() (string, error)
 }
 
 // controllers are the controllers this binary can run, by name.
@@ -90,7 +94,7 @@ var controllers = map[string]func(ctrl.Manager, deps) error{
 		if err := r.SetupWithManager(mgr); err != nil {
 			return err
 		}
-		id, err := protocol.ClusterID(d.ctx, d.local)
+		id, err := d.clusterID()
 		if err != nil {
 			return err
 		}
@@ -98,7 +102,7 @@ var controllers = map[string]func(ctrl.Manager, deps) error{
 			Proxies: mgr.GetClient(), APIReader: mgr.GetAPIReader()})
 	},
 	"follow": func(mgr ctrl.Manager, d deps) error {
-		id, err := protocol.ClusterID(d.ctx, d.local)
+		id, err := d.clusterID()
 		if err != nil {
 			return err
 		}
@@ -110,7 +114,7 @@ var controllers = map[string]func(ctrl.Manager, deps) error{
 		return nil
 	},
 	"service": func(mgr ctrl.Manager, d deps) error {
-		id, err := protocol.ClusterID(d.ctx, d.local)
+		id, err := d.clusterID()
 		if err != nil {
 			return err
 		}
@@ -309,6 +313,7 @@ func run(o options) error {
 	}
 	connections := &remote.Broadcast{}
 	d := deps{
+		clusterID:   sync.OnceValues(func() (string, error) { return protocol.ClusterID(ctx, local) }),
 		opts:        o,
 		notifier:    notifier,
 		local:       local,

@@ -2,9 +2,14 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -101,4 +106,17 @@ func (f *Fake) Keys() []Key {
 		keys = append(keys, k)
 	}
 	return keys
+}
+
+// FakeJSONPatchError answers, for a controller-runtime fake client, a JSON
+// patch that does not apply (a failed "test" operation, as ProbeCopy sends)
+// as the API server does: 422 Invalid (k8s.io/apiserver's patch handler).
+// The fake client applies JSON patches with the same library but returns
+// its error as is. Wrap a fake client's Patch with it in unit tests.
+func FakeJSONPatchError(err error, patch client.Patch) error {
+	var status apierrors.APIStatus
+	if err == nil || patch.Type() != types.JSONPatchType || errors.As(err, &status) {
+		return err
+	}
+	return apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", schema.GroupResource{}, "", err.Error(), 0, false)
 }

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -333,7 +334,7 @@ func (r *Reconciler) deleteChaperon(ctx context.Context, cl remote.Cluster, pod 
 		return nil
 	}
 	if g := pod.DeletionGracePeriodSeconds; g != nil && ch.Annotations[protocol.DeletionGracePeriodAnnotation] != strconv.FormatInt(*g, 10) {
-		body, err := protocol.AnnotationPatch{protocol.DeletionGracePeriodAnnotation: ptr(strconv.FormatInt(*g, 10))}.Body()
+		body, err := protocol.AnnotationPatch{protocol.DeletionGracePeriodAnnotation: ptr.To(strconv.FormatInt(*g, 10))}.Body()
 		if err != nil {
 			return err
 		}
@@ -348,8 +349,6 @@ func (r *Reconciler) deleteChaperon(ctx context.Context, cl remote.Cluster, pod 
 	ctrl.LoggerFrom(ctx).V(4).Info("Deleted candidate of deleted proxy pod", "target", key.String(), "chaperon", ch.Name)
 	return nil
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // TargetChanged follows a target's connection: a new one's PodChaperon
 // informer is watched, so that chaperon changes reconcile their proxy pods.

@@ -17,6 +17,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2/ktesting"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -684,7 +685,7 @@ func TestReconcileDelete(t *testing.T) {
 		{
 			name: "the grace period of the proxy pod's deletion goes to the target",
 			pod: proxyPod(deleted(protocol.ProxyPodFinalizer, keepFinalizer), func(p *corev1.Pod) {
-				p.DeletionGracePeriodSeconds = ptr(int64(7))
+				p.DeletionGracePeriodSeconds = ptr.To(int64(7))
 			}),
 			targets:        map[remote.Key][]client.Object{keyB: {chaperonOf("b1")}},
 			wantResult:     ctrl.Result{RequeueAfter: 10 * time.Second},

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -534,19 +533,6 @@ func TestDependencies(t *testing.T) {
 
 // Reconcile, against fake API servers.
 
-// asAPIServer answers a JSON patch that does not apply (a failed "test"
-// operation) as the API server does: 422 Invalid
-// (k8s.io/apiserver/pkg/endpoints/handlers/patch.go, applyJSPatch). The fake
-// client applies JSON patches with the same library
-// (gopkg.in/evanphx/json-patch.v4) but returns its error as is.
-func asAPIServer(err error, patch client.Patch) error {
-	var status apierrors.APIStatus
-	if err == nil || patch.Type() != types.JSONPatchType || errors.As(err, &status) {
-		return err
-	}
-	return apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", schema.GroupResource{}, "", err.Error(), 0, false)
-}
-
 // env is a source (a fake API server holding proxy pods, ConfigMaps and
 // Secrets) and its targets (fake API servers holding chaperons and copies).
 type env struct {
@@ -598,7 +584,7 @@ func newEnv(t *testing.T, source []client.Object, targets map[remote.Key][]clien
 			},
 			Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
 				e.writes = append(e.writes, fmt.Sprintf("patch %s %s/%s %s", key, kindOf(obj), obj.GetName(), patch.Type()))
-				return asAPIServer(c.Patch(ctx, obj, patch, opts...), patch)
+				return remote.FakeJSONPatchError(c.Patch(ctx, obj, patch, opts...), patch)
 			},
 		})
 		if _, err := fleet.Connect(ctx, key, nil, "test"); err != nil {
@@ -1126,7 +1112,7 @@ func TestProbeFakeClient(t *testing.T) {
 	r := &Reconciler{SourceID: sourceID}
 	probing := interceptor.NewClient(c, interceptor.Funcs{
 		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-			return asAPIServer(c.Patch(ctx, obj, patch, opts...), patch)
+			return remote.FakeJSONPatchError(c.Patch(ctx, obj, patch, opts...), patch)
 		},
 	})
 	cases := []struct {

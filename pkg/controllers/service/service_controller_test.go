@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -899,19 +898,6 @@ func TestFollowable(t *testing.T) {
 
 // Reconcile, against fake API servers.
 
-// asAPIServer answers a JSON patch that does not apply (a failed "test"
-// operation) as the API server does: 422 Invalid
-// (k8s.io/apiserver/pkg/endpoints/handlers/patch.go, applyJSPatch). The fake
-// client returns the JSON-patch library's error as is. (As in the follow
-// controller's tests.)
-func asAPIServer(err error, patch client.Patch) error {
-	var status apierrors.APIStatus
-	if err == nil || patch.Type() != types.JSONPatchType || errors.As(err, &status) {
-		return err
-	}
-	return apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", schema.GroupResource{}, "", err.Error(), 0, false)
-}
-
 // env is a source (a fake API server holding Services, Ingresses, proxy pods
 // and virtual nodes) and its targets (fake API servers holding chaperons and
 // copies).
@@ -996,7 +982,7 @@ func (e *env) addTarget(t *testing.T, key remote.Key, c client.WithWatch) {
 				verb = "probe"
 			}
 			record(verb, obj)
-			return asAPIServer(c.Patch(ctx, obj, patch, opts...), patch)
+			return remote.FakeJSONPatchError(c.Patch(ctx, obj, patch, opts...), patch)
 		},
 	})
 	_, ctx := ktesting.NewTestContext(t)
@@ -1601,7 +1587,7 @@ func TestProbeFakeClient(t *testing.T) {
 	c := fake.NewClientBuilder().WithScheme(protocol.Scheme).WithObjects(theirs).Build()
 	probing := interceptor.NewClient(c, interceptor.Funcs{
 		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-			return asAPIServer(c.Patch(ctx, obj, patch, opts...), patch)
+			return remote.FakeJSONPatchError(c.Patch(ctx, obj, patch, opts...), patch)
 		},
 	})
 	if err := remote.ProbeCopy(ctx, probing, theirs.DeepCopy(), sourceID); !errors.Is(err, remote.ErrForeign) {
