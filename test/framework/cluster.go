@@ -213,32 +213,3 @@ func (c *Cluster) PortForwardEcho(ctx context.Context, namespace, pod string, po
 	}
 	return echoed, nil
 }
-
-// KubectlOnTerminal runs kubectl on a pseudo-terminal (through script(1)),
-// for commands that need one (exec -t), and returns what it printed.
-func (c *Cluster) KubectlOnTerminal(ctx context.Context, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, ShortTimeout)
-	defer cancel()
-	line := shellQuote(c.kubectl) + " --kubeconfig " + shellQuote(c.Kubeconfig)
-	for _, a := range args {
-		line += " " + shellQuote(a)
-	}
-	cmd := exec.CommandContext(ctx, "script", "-q", "-e", "-c", line, "/dev/null")
-	// script(1) ends the session when its input ends: keep it open until
-	// kubectl is done.
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = stdin.Close() }()
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("kubectl %s on a terminal (cluster %s): %w: %s", strings.Join(args, " "), c.Name, err, strings.TrimSpace(out.String()))
-	}
-	return out.String(), nil
-}
-
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}

@@ -156,6 +156,10 @@ func (pl *Proxy) cannotStart(uid types.UID, key remote.Key, why string) {
 	pl.mu.Lock()
 	if st := pl.pods[uid]; st != nil {
 		st.failures[key] = "the pod cannot start there: " + why
+		if st.heldOff == nil {
+			st.heldOff = map[remote.Key]time.Time{}
+		}
+		st.heldOff[key] = pl.now().Add(cannotStartRetry)
 	}
 	pl.mu.Unlock()
 	pl.queue.AddAfter(uid, cannotStartRetry)

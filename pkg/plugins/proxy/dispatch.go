@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -95,8 +96,15 @@ func (pl *Proxy) dispatch(ctx context.Context, uid types.UID) (bool, error) {
 	}
 	ch.Labels[protocol.SourceClusterLabel] = pl.sourceID
 	var missing []target
+	now := pl.now()
+	pl.mu.Lock()
+	var heldOff map[remote.Key]time.Time
+	if st := pl.pods[uid]; st != nil {
+		heldOff = maps.Clone(st.heldOff)
+	}
+	pl.mu.Unlock()
 	for _, t := range pl.eligible(pod, chs) {
-		if _, ok := chs[t.key]; !ok {
+		if _, ok := chs[t.key]; !ok && !now.Before(heldOff[t.key]) {
 			missing = append(missing, t)
 		}
 	}

@@ -101,6 +101,9 @@ type podState struct {
 	verdictsRecorded bool
 	// failures are targets where the candidate could not be created, and why.
 	failures map[remote.Key]string
+	// heldOff are targets where the pod cannot start (see cannotStart),
+	// not sent a candidate again before the time given.
+	heldOff map[remote.Key]time.Time
 }
 
 var (

@@ -2,7 +2,6 @@ package scheduling
 
 import (
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -49,16 +48,6 @@ func TestKubectlOnProxyPods(t *testing.T) {
 		g := NewWithT(t)
 		_, err := src.Kubectl(ctx, "exec", "-n", ns, pod.Name, "--", "sh", "-c", "exit 3")
 		g.Expect(err).To(MatchError(ContainSubstring("exit status 3")))
-	})
-	t.Run("exec with a terminal", func(t *testing.T) {
-		g := NewWithT(t)
-		if _, err := exec.LookPath("script"); err != nil {
-			t.Skip("no script(1) to give kubectl a terminal")
-		}
-		// script(1) runs kubectl on a pseudo-terminal, as a user's shell does.
-		out, err := src.KubectlOnTerminal(ctx, "exec", "-it", "-n", ns, pod.Name, "--", "sh", "-c", "test -t 0 && test -t 1 && echo tty-ok")
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(out).To(ContainSubstring("tty-ok"))
 	})
 	t.Run("exec with stdin", func(t *testing.T) {
 		g := NewWithT(t)
