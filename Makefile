@@ -26,8 +26,8 @@ build: ## Build the Flotilla binaries (and flotillactl) into bin/.
 	$(GO) build -o $(BIN)/sandbox ./hack/sandbox
 
 .PHONY: tools
-tools: ## Build (once, cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok into bin/.
-	hack/build-tools.sh $(SANDBOX_TOOLS)
+tools: ## Build (once, cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and helm into bin/.
+	hack/build-tools.sh $(SANDBOX_TOOLS) helm
 
 ##@ Test
 
@@ -48,13 +48,15 @@ test-e2e: tools build ## End-to-end tests on a sandbox of their own (or FLOTILLA
 CONTROLLER_GEN = $(BIN)/controller-gen
 
 .PHONY: manifests
-manifests: ## Generate CRDs (config/crd/bases) and RBAC (config/rbac) with controller-gen.
+manifests: ## Generate CRDs (config/crd/bases), RBAC (config/rbac) and the webhook with controller-gen, and copy them into charts/flotilla.
 	hack/build-tools.sh controller-gen
 	$(CONTROLLER_GEN) crd paths=./pkg/apis/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=flotilla-controller-manager paths="./pkg/controllers/...;./pkg/webhook/...;./pkg/vk/..." output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=flotilla-proxy-scheduler paths=./pkg/plugins/proxy/... output:rbac:artifacts:config=config/rbac/proxy-scheduler
 	$(CONTROLLER_GEN) rbac:roleName=flotilla-candidate-scheduler paths=./pkg/plugins/candidate/... output:rbac:artifacts:config=config/rbac/candidate-scheduler
 	$(CONTROLLER_GEN) webhook paths=./pkg/webhook/... output:webhook:artifacts:config=config/webhook
+	$(GO) run ./hack/gen-source-roles > config/rbac/source-roles.yaml
+	hack/sync-chart.sh
 
 .PHONY: generate
 generate: ## Generate deepcopy functions for the API types with controller-gen.
@@ -95,10 +97,9 @@ sandbox-down: ## Stop exactly what sandbox-up started and remove its state.
 ##@ Demo
 
 .PHONY: demo
-demo: tools ## Bring up the fleet (or reuse the running one) and show its clusters, nodes and kubeconfigs.
-	$(GO) build -o $(BIN)/sandbox ./hack/sandbox
+demo: tools build ## Start a fleet (source + TARGETS targets), install Flotilla with its chart, join, run an elected Deployment and Job, show where they run.
 	$(BIN)/sandbox up --reuse --dir $(SANDBOX) --bin $(BIN) --targets $(TARGETS) $(SANDBOX_FLAGS)
-	@hack/demo.sh $(SANDBOX) $(BIN)
+	$(BIN)/sandbox demo --dir $(SANDBOX) --bin $(BIN) --root $(CURDIR)
 
 .PHONY: demo-down
-demo-down: sandbox-down ## Stop the demo fleet.
+demo-down: sandbox-down ## Stop the demo: every process it started (by PID), and its files.

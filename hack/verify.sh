@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 fail=0
 
 # Generated files must be what the generators make of the sources now.
-generated=(config/crd config/rbac config/webhook pkg/apis)
+generated=(config/crd config/rbac config/webhook pkg/apis charts/flotilla/crds charts/flotilla/files)
 before=$(mktemp -d)
 trap 'rm -rf "$before"' EXIT
 for d in "${generated[@]}"; do mkdir -p "$before/$d" "$d" && cp -a "$d/." "$before/$d/"; done

@@ -224,3 +224,6 @@ func itoa(i int) string { return strconv.Itoa(i) }
 func insecureLoopbackTransport() *http.Transport {
 	return &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // loopback health probe of a self-signed endpoint
 }
+
+// FreePorts returns n loopback ports free at the time of the call.
+func FreePorts(n int) ([]int, error) { return freePorts(n) }

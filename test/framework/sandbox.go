@@ -943,3 +943,34 @@ func (s *Sandbox) KillProcess(cluster, name string) error {
 	}
 	return nil
 }
+
+// RunProcess starts binary with args as the process cluster/name of the
+// sandbox, logging to log, and records it in the state file, so that
+// `sandbox down` stops it with the rest (the demo runs Flotilla's components
+// so). A recorded process of that name that still runs is left alone and
+// reported as not started; one that has exited is started again with args.
+func (s *Sandbox) RunProcess(cluster, name, binary string, args []string, log string) (started bool, err error) {
+	if p, err := s.process(cluster, name); err == nil {
+		if p.Alive() {
+			return false, nil
+		}
+		s.mu.Lock()
+		p.Binary, p.Args, p.Log = binary, args, log
+		err = p.start(s.Detached)
+		s.mu.Unlock()
+		if err != nil {
+			return false, err
+		}
+		return true, s.save()
+	}
+	p := &Process{Cluster: cluster, Name: name, Binary: binary, Args: args, Log: log}
+	if err := p.start(s.Detached); err != nil {
+		return false, err
+	}
+	return true, s.addProcess(p)
+}
+
+// FindProcess returns the recorded process cluster/name.
+func (s *Sandbox) FindProcess(cluster, name string) (*Process, error) {
+	return s.process(cluster, name)
+}

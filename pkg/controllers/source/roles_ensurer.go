@@ -11,33 +11,53 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
+// Roles are the two ClusterRoles that sources are bound to, with exactly
+// NamespacedRules and ClusterRules. The install ships them
+// (config/rbac/source-roles.yaml, generated from here by `make manifests`,
+// and the chart); RoleEnsurer corrects them when they drift.
+func Roles() []*rbacv1.ClusterRole {
+	role := func(name string, rules []rbacv1.PolicyRule) *rbacv1.ClusterRole {
+		return &rbacv1.ClusterRole{
+			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole"},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/part-of": "flotilla"}},
+			Rules:      rules,
+		}
+	}
+	return []*rbacv1.ClusterRole{role(NamespacedRole, NamespacedRules), role(ClusterRole, ClusterRules)}
+}
+
 // RoleEnsurer makes the source roles exist with exactly NamespacedRules and
 // ClusterRules when the manager starts, so that the permissions of sources
 // are defined in one place, here. Add it to the manager.
+//
+// The controller-manager holds "escalate" on these two roles only, which
+// lets it update them but not create them (Kubernetes checks a create's
+// escalation without the object's name): a missing role is an install error,
+// reported as such.
 type RoleEnsurer struct {
 	Client client.Client
 }
 
 // Start creates or corrects the two roles.
 func (e *RoleEnsurer) Start(ctx context.Context) error {
-	for name, rules := range map[string][]rbacv1.PolicyRule{NamespacedRole: NamespacedRules, ClusterRole: ClusterRules} {
-		want := &rbacv1.ClusterRole{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/part-of": "flotilla"}},
-			Rules:      rules,
-		}
+	for _, want := range Roles() {
 		var have rbacv1.ClusterRole
 		err := e.Client.Get(ctx, client.ObjectKeyFromObject(want), &have)
 		switch {
 		case apierrors.IsNotFound(err):
 			if err := e.Client.Create(ctx, want); err != nil {
-				return fmt.Errorf("creating cluster role %s: %w", name, err)
+				if apierrors.IsForbidden(err) {
+					return fmt.Errorf("cluster role %s is missing and the controller-manager may not create it "+
+						"(install it with the Helm chart or config/rbac/source-roles.yaml): %w", want.Name, err)
+				}
+				return fmt.Errorf("creating cluster role %s: %w", want.Name, err)
 			}
 		case err != nil:
-			return fmt.Errorf("getting cluster role %s: %w", name, err)
-		case !apiequality.Semantic.DeepEqual(have.Rules, rules):
-			have.Rules = rules
+			return fmt.Errorf("getting cluster role %s: %w", want.Name, err)
+		case !apiequality.Semantic.DeepEqual(have.Rules, want.Rules):
+			have.Rules = want.Rules
 			if err := e.Client.Update(ctx, &have); err != nil {
-				return fmt.Errorf("updating cluster role %s: %w", name, err)
+				return fmt.Errorf("updating cluster role %s: %w", want.Name, err)
 			}
 		}
 	}
