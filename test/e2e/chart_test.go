@@ -383,3 +383,48 @@ func TestChartAppliesToAnAPIServer(t *testing.T) {
 		})
 	}
 }
+
+// TestKustomizeDefault renders config/default (CRDs, roles, webhook,
+// profiles) with kubectl kustomize and applies it to a sandbox API server
+// as a dry run.
+func TestKustomizeDefault(t *testing.T) {
+	g := NewWithT(t)
+	root, _ := chartTools(t)
+	src := cluster(t, framework.SourceCluster)
+	data, err := src.Kubectl(t.Context(), "kustomize", filepath.Join(root, "config", "default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := framework.SplitManifests([]byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rendered{}
+	for _, o := range objs {
+		r[o.GetKind()+"/"+o.GetName()] = o
+	}
+	bases, err := filepath.Glob(filepath.Join(root, "config", "crd", "bases", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Expect(r.count("CustomResourceDefinition")).To(Equal(len(bases)), "every generated CRD")
+	var role rbacv1.ClusterRole
+	r.get(t, "ClusterRole/flotilla-controller-manager", &role)
+	g.Expect(apiequality.Semantic.DeepEqual(role.Rules, generatedRules(t, "role.yaml"))).To(BeTrue())
+	for _, want := range source.Roles() {
+		g.Expect(r).To(HaveKey("ClusterRole/" + want.Name))
+	}
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	r.get(t, "MutatingWebhookConfiguration/flotilla-elect", &mwc)
+	g.Expect(mwc.Webhooks[0].ClientConfig.Service.Name).To(Equal("flotilla-webhook"))
+	g.Expect(mwc.Webhooks[0].NamespaceSelector.MatchLabels).To(HaveKeyWithValue("multicluster-scheduler", "enabled"))
+	var cm corev1.ConfigMap
+	r.get(t, "ConfigMap/flotilla-proxy-scheduler", &cm)
+	g.Expect(cm.Data["config.yaml"]).To(ContainSubstring("candidateVerdictTimeout"))
+
+	out, err := src.ApplyServerSide(t.Context(), []byte(data), "--dry-run=server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Expect(strings.Count(out, "(server dry run)")).To(Equal(len(objs)), out)
+}
