@@ -428,3 +428,42 @@ func TestKustomizeDefault(t *testing.T) {
 	}
 	g.Expect(strings.Count(out, "(server dry run)")).To(Equal(len(objs)), out)
 }
+
+// TestChartREADMEDocumentsEveryValue: each key of values.yaml has a row in
+// the chart README's values table (grouped rows list siblings as `.key`).
+func TestChartREADMEDocumentsEveryValue(t *testing.T) {
+	root, _ := chartTools(t)
+	data, err := os.ReadFile(filepath.Join(root, "charts", "flotilla", "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "charts", "flotilla", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(data, &values); err != nil {
+		t.Fatal(err)
+	}
+	// Maps documented as one value rather than key by key.
+	opaque := map[string]bool{"resources": true, "podSecurityContext": true, "securityContext": true,
+		"namespaceSelector": true, "issuerRef": true, "nodeSelector": true, "affinity": true,
+		"podAnnotations": true, "podLabels": true, "commonLabels": true}
+	text := string(readme)
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			path := prefix + k
+			if sub, ok := v.(map[string]any); ok && !opaque[k] && len(sub) > 0 {
+				walk(path+".", sub)
+				continue
+			}
+			parent := strings.TrimSuffix(prefix, ".")
+			grouped := parent != "" && strings.Contains(text, "`"+parent+".") && strings.Contains(text, "`."+k+"`")
+			if !strings.Contains(text, "`"+path+"`") && !grouped {
+				t.Errorf("charts/flotilla/README.md does not document %s", path)
+			}
+		}
+	}
+	walk("", values)
+}
