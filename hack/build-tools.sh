@@ -63,9 +63,19 @@ build_one() {
       mkdir -p "$dir"
       # Plain `go build` flags, the same every time: the Go build cache then
       # shares compiled Kubernetes packages with the main module's builds.
+      # A line every 30 s, so a long build (kube-apiserver: minutes) does
+      # not look stuck.
+      (while sleep 30; do echo ">> still building $name ($((SECONDS - start))s)" >&2; done) &
+      local ticker=$! status=0
       (cd "$ROOT/hack/tools/$moddir" &&
         go build -ldflags "-s -w $(ldflags_for "$name" "$version")" \
-          -o "$dir/$name.tmp" "$pkg")
+          -o "$dir/$name.tmp" "$pkg") || status=$?
+      kill "$ticker" 2>/dev/null || true
+      wait "$ticker" 2>/dev/null || true
+      if [[ $status -ne 0 ]]; then
+        echo ">> building $name failed" >&2
+        return "$status"
+      fi
       mv "$dir/$name.tmp" "$dir/$name"
       echo ">> built $name in $((SECONDS - start))s" >&2
     fi

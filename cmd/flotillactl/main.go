@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -165,17 +166,21 @@ func printResult(w io.Writer, res *join.Result) {
 }
 
 func newStatusCommand(display string, loader func() clientcmd.ClientConfigLoader) *cobra.Command {
-	var context string
+	var context, output string
 	cmd := &cobra.Command{
-		Use:   "status [--context A]",
+		Use:   "status [--context A] [-o json]",
 		Short: "Show a source cluster's targets",
 		Long: `status shows the Targets and ClusterTargets of a source cluster (--context,
 default the current context): their Ready condition, their virtual node
 (admiralty-<name>, admiralty-<namespace>-<name> for a Target), whether it is
-Ready, and the proxy pods bound to it, by phase.`,
-		Example: "  " + display + " status --context hub",
+Ready, and the proxy pods bound to it, by phase; -o json prints the same as
+a JSON list.`,
+		Example: "  " + display + " status --context hub\n  " + display + " status --context hub -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "" && output != "json" {
+				return fmt.Errorf("--output %q: want json (or nothing, for a table)", output)
+			}
 			c, err := join.ClusterFromKubeconfig(loader(), context)
 			if err != nil {
 				return fmt.Errorf("--context: %w", err)
@@ -183,6 +188,14 @@ Ready, and the proxy pods bound to it, by phase.`,
 			rows, err := join.Status(cmd.Context(), c)
 			if err != nil {
 				return err
+			}
+			if output == "json" {
+				if rows == nil {
+					rows = []join.TargetStatus{}
+				}
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(rows)
 			}
 			if len(rows) == 0 {
 				fmt.Fprintf(cmd.OutOrStdout(), "No Targets or ClusterTargets in %s (context %q).\n", c.Name, c.Context)
@@ -192,5 +205,6 @@ Ready, and the proxy pods bound to it, by phase.`,
 		},
 	}
 	cmd.Flags().StringVar(&context, "context", "", "kubeconfig context of the source cluster (default: the current context)")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json (default: a table)")
 	return cmd
 }

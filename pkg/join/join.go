@@ -184,6 +184,23 @@ func isNamespaceNotFound(err error) bool {
 	return d != nil && d.Kind == "namespaces"
 }
 
+// checkNamespace fails when the namespace of a namespaced join is missing
+// in this cluster. Who may not read namespaces is not stopped here (apply
+// reports a missing namespace too).
+func (s side) checkNamespace(ctx context.Context, n Names) error {
+	if n.ClusterScoped {
+		return nil
+	}
+	_, err := s.kube.CoreV1().Namespaces().Get(ctx, n.Namespace, metav1.GetOptions{})
+	switch {
+	case err == nil, apierrors.IsForbidden(err):
+		return nil
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("joining in %s: namespace %q does not exist there: create it first (nothing was changed)", s, n.Namespace)
+	}
+	return s.fail(err, "reading namespace "+n.Namespace)
+}
+
 // ensureSystemNamespace creates the namespace of a cluster-scoped join if
 // it is missing. A namespaced join never creates its namespace: it belongs
 // to the user, and apply says so if it is missing.
@@ -251,6 +268,14 @@ func Join(ctx context.Context, source, target *Cluster, opts Options) (*Result, 
 	}
 	if err := checkInstalled(ctx, tgt.discovery, tgt, names.source().resource.Resource); err != nil {
 		return nil, err
+	}
+	// A namespaced join needs its namespace on both sides: check both
+	// before changing anything, so that a missing one never leaves half a
+	// join behind.
+	for _, sd := range []side{tgt, src} {
+		if err := sd.checkNamespace(ctx, names); err != nil {
+			return nil, err
+		}
 	}
 	before := map[ref]*unstructured.Unstructured{}
 	for _, sr := range []struct {

@@ -25,15 +25,17 @@ import (
 type TargetStatus struct {
 	// Kind is "ClusterTarget" or "Target"; Namespace is empty for a
 	// ClusterTarget.
-	Kind, Namespace, Name string
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
 	// Ready is the Target's Ready condition; nil if it has none yet.
-	Ready *metav1.Condition
+	Ready *metav1.Condition `json:"ready,omitempty"`
 	// Node is the name of its virtual node; NodeReady the node's Ready
 	// condition status, empty if there is no such node.
-	Node      string
-	NodeReady corev1.ConditionStatus
+	Node      string                 `json:"virtualNode"`
+	NodeReady corev1.ConditionStatus `json:"virtualNodeReady,omitempty"`
 	// Pods counts the (proxy) pods bound to the virtual node, by phase.
-	Pods map[corev1.PodPhase]int
+	Pods map[corev1.PodPhase]int `json:"proxyPods,omitempty"`
 }
 
 // Status reports the Targets and ClusterTargets of a source cluster:

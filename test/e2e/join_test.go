@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"context"
 	"errors"
 	"fmt"
@@ -264,6 +265,18 @@ func TestJoinNamespaced(t *testing.T) {
 	t.Cleanup(func() {
 		_ = t1.Client.Delete(t0(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: opts.Namespace}})
 	})
+
+	// A namespace missing only in the source: refused before the target is
+	// touched.
+	onlyInTarget := opts
+	onlyInTarget.Namespace = t1.CreateNamespace(t, nil)
+	_, err = join.Join(ctx, source, target, onlyInTarget)
+	g.Expect(err).To(MatchError(ContainSubstring(fmt.Sprintf(`in the source cluster (context "source"): namespace %q does not exist there: create it first (nothing was changed)`, onlyInTarget.Namespace))))
+	absent(g, t1,
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: onlyInTarget.Namespace, Name: opts.SourceName}},
+		&multiclusterv1alpha1.Source{ObjectMeta: metav1.ObjectMeta{Namespace: onlyInTarget.Namespace, Name: opts.SourceName}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: onlyInTarget.Namespace, Name: opts.SourceName + "-token"}})
+
 	res, err := join.Join(ctx, source, target, opts)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(res.VirtualNode).To(Equal("admiralty-" + opts.Namespace + "-" + opts.Name))
@@ -425,6 +438,16 @@ func TestFlotillactl(t *testing.T) {
 	t.Logf("kubectl flotilla status:\n%s", stdout)
 	g.Expect(stdout).To(HavePrefix("KIND "))
 	g.Expect(stdout).To(MatchRegexp(`ClusterTarget +- +%s +Unknown +- +admiralty-%s +absent +0 +no Ready condition yet`, opts.Name, opts.Name))
+
+	stdout, stderr, err = kubectl("status", "--context", src.Name, "-o", "json")
+	g.Expect(err).NotTo(HaveOccurred(), "stderr: %s", stderr)
+	var statuses []join.TargetStatus
+	g.Expect(json.Unmarshal([]byte(stdout), &statuses)).To(Succeed(), stdout)
+	g.Expect(statuses).To(ContainElement(And(HaveField("Kind", "ClusterTarget"), HaveField("Name", opts.Name),
+		HaveField("Node", "admiralty-"+opts.Name), HaveField("Ready", BeNil()))))
+	_, stderr, err = kubectl("status", "--context", src.Name, "-o", "yaml")
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(stderr).To(ContainSubstring(`--output "yaml": want json (or nothing, for a table)`))
 
 	_, stderr, err = kubectl("join", "--source-context", src.Name, "--target-context", "nowhere")
 	var exit *exec.ExitError
