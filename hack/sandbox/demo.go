@@ -427,7 +427,15 @@ func (d *demoRun) runWorkloads(ctx context.Context, src *framework.Cluster, targ
 		return err
 	}
 	dep := framework.Deployment(demoNamespace, demoDeployment, demoReplicas)
-	dep.Spec.Template.Annotations = map[string]string{protocol.ElectAnnotation: ""}
+	dep.Spec.Template.Annotations = map[string]string{protocol.ElectAnnotation: "",
+		// Cluster-level constraints of the proxy pods: spread the replicas
+		// over the targets (virtual nodes carry the cluster-name label).
+		protocol.ProxyPodSchedulingConstraintsAnnotation: `topologySpreadConstraints:
+- maxSkew: 1
+  topologyKey: ` + protocol.ClusterNameLabel + `
+  whenUnsatisfiable: DoNotSchedule
+  labelSelector: {matchLabels: {app: ` + demoDeployment + `}}
+`}
 	job := framework.Job(demoNamespace, demoJob, demoJobPods)
 	job.Spec.Template.Annotations = map[string]string{protocol.ElectAnnotation: "",
 		// kwok completes the pods this long after they start.
@@ -437,7 +445,7 @@ func (d *demoRun) runWorkloads(ctx context.Context, src *framework.Cluster, targ
 			return fmt.Errorf("creating %s: %w", o.GetName(), err)
 		}
 	}
-	d.step("created in %s/%s: Deployment %s (%d replicas) and Job %s (%d pods), annotated %s",
+	d.step("created in %s/%s: Deployment %s (%d replicas, spread over the targets) and Job %s (%d pods), annotated %s",
 		src.Name, demoNamespace, demoDeployment, demoReplicas, demoJob, demoJobPods, protocol.ElectAnnotation)
 	return d.poll(ctx, "the Deployment available and the Job complete", 3*time.Minute, func(ctx context.Context) error {
 		if err := src.Client.Get(ctx, client.ObjectKeyFromObject(dep), dep); err != nil {

@@ -143,6 +143,20 @@ func checkTable(t *testing.T, s *framework.Sandbox, rows []row) {
 		t.Fatalf("placement table has %d rows, the source %d pods in demo; want 6 (4 of the Deployment, 2 of the Job): %v",
 			len(rows), len(proxies.Items), rows)
 	}
+	// The Deployment's proxy pods spread over the targets (its
+	// proxy-pod-scheduling-constraints): 2 and 2.
+	perCluster := map[string]int{}
+	for _, r := range rows {
+		if r.workload == "deployment/web" {
+			perCluster[r.cluster]++
+		}
+	}
+	for _, c := range s.Targets() {
+		if perCluster[c] != 2 {
+			t.Errorf("the Deployment's pods per cluster: %v, want 2 in each target", perCluster)
+			break
+		}
+	}
 	byName := map[string]*corev1.Pod{}
 	for i := range proxies.Items {
 		byName[proxies.Items[i].Name] = &proxies.Items[i]
