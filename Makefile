@@ -43,6 +43,21 @@ test-unit: ## Unit tests only (no API server needed).
 test-e2e: tools build ## End-to-end tests on a sandbox of their own (or FLOTILLA_SANDBOX=.sandbox to reuse one).
 	FLOTILLA_BIN=$(BIN) $(GO) test $(GOTESTFLAGS) -p 1 -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/... 2>&1 | hack/test-summary.sh
 
+##@ Benchmark
+
+BENCH_TARGETS ?= 1,3,10
+BENCH_PODS    ?= 200
+BENCH_RATE    ?= 20
+BENCH_FANOUT  ?= 0,3
+BENCH_QPS     ?= 500
+BENCH_BURST   ?= 1000
+BENCH_OUT     ?= bench-results/$(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: bench
+bench: tools build ## Throughput, latency and API cost vs a stock kube-scheduler (BENCH_TARGETS, BENCH_PODS, BENCH_RATE, BENCH_FANOUT, BENCH_QPS, BENCH_BURST, BENCH_OUT).
+	$(GO) build -o $(BIN)/bench ./hack/bench
+	FLOTILLA_BIN=$(BIN) $(BIN)/bench --bin $(BIN) --targets $(BENCH_TARGETS) --pods $(BENCH_PODS) --rate $(BENCH_RATE) --fan-out $(BENCH_FANOUT) --qps $(BENCH_QPS) --burst $(BENCH_BURST) --out $(BENCH_OUT)
+
 ##@ Code generation
 
 CONTROLLER_GEN = $(BIN)/controller-gen

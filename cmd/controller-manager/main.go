@@ -186,9 +186,14 @@ type options struct {
 	kubeletCertFile     string
 	kubeletKeyFile      string
 	kubeletClientCAFile string
+	kubeAPIQPS          float32
+	kubeAPIBurst        int
+	targetAPIQPS        float32
+	targetAPIBurst      int
 }
 
 func (o *options) addFlags(fs *flag.FlagSet) {
+	o.kubeAPIQPS, o.targetAPIQPS = 50, remote.DefaultQPS
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443",
 		"Address the metrics endpoint binds to (\"0\" disables it).")
 	fs.BoolVar(&o.metricsSecure, "metrics-secure", true,
@@ -231,8 +236,24 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.kubeletKeyFile, "kubelet-tls-key-file", "", "Key of --kubelet-tls-cert-file.")
 	fs.StringVar(&o.kubeletClientCAFile, "kubelet-client-ca-file", "",
 		"CA of the client certificate kube-apiserver presents to kubelets; by default the client-ca-file of ConfigMap kube-system/extension-apiserver-authentication.")
+	fs.Func("kube-api-qps", "Client rate limit (queries per second) towards this cluster's API server (default 50).", float32Flag(&o.kubeAPIQPS))
+	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 100, "Client burst towards this cluster's API server.")
+	fs.Func("target-api-qps", fmt.Sprintf("Client rate limit (queries per second) towards each target's API server (default %d).", remote.DefaultQPS), float32Flag(&o.targetAPIQPS))
+	fs.IntVar(&o.targetAPIBurst, "target-api-burst", remote.DefaultBurst, "Client burst towards each target's API server.")
 	fs.DurationVar(&o.probeInterval, "target-probe-interval", 2*time.Second,
 		"How often each target is probed; a target that stops answering is reported within about this long.")
+}
+
+// float32Flag parses a positive float32 flag into p.
+func float32Flag(p *float32) func(string) error {
+	return func(v string) error {
+		f, err := strconv.ParseFloat(v, 32)
+		if err != nil || f <= 0 {
+			return fmt.Errorf("%q: want a positive number", v)
+		}
+		*p = float32(f)
+		return nil
+	}
 }
 
 // enabled resolves --controllers to names, rejecting unknown ones.
@@ -285,6 +306,7 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
+	cfg.QPS, cfg.Burst = o.kubeAPIQPS, o.kubeAPIBurst
 
 	metricsOptions := metricsserver.Options{
 		BindAddress:   o.metricsAddr,
@@ -321,7 +343,7 @@ func run(o options) error {
 		ctx:         klog.NewContext(ctx, logger),
 		connector: remote.NewConnector(klog.NewContext(ctx, logger.WithName("remote")),
 			remote.Options{ProbeInterval: o.probeInterval, OnHealthChange: notifier.Notify, OnSummaryChange: notifier.NotifyKey,
-				OnConnectionChange: connections.Publish},
+				OnConnectionChange: connections.Publish, QPS: o.targetAPIQPS, Burst: o.targetAPIBurst},
 			remote.NewCluster),
 		nodes: vk.NewManager(klog.NewContext(ctx, logger.WithName("vk")), local, vk.Options{Address: kubeletAddress(o), KubeletPort: kubeletPort(o)}),
 	}

@@ -51,6 +51,8 @@ func (f *fleet) run(ctx context.Context, kubeconfig *rest.Config) error {
 		return fmt.Errorf("creating the targets' manager: %w", err)
 	}
 	f.connector = remote.NewConnector(klog.NewContext(ctx, logger), remote.Options{
+		// The targets get the rate limits of clientConnection (qps, burst).
+		QPS: kubeconfig.QPS, Burst: kubeconfig.Burst,
 		OnHealthChange:     f.broadcast.PublishHealth,
 		OnSummaryChange:    f.broadcast.Publish,
 		OnConnectionChange: f.broadcast.Publish,

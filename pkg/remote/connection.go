@@ -92,7 +92,7 @@ func (c *connector) start(key Key, cfg *rest.Config, fingerprint string) (*conne
 	if cfg.QPS == 0 {
 		// client-go's default (5 QPS) would throttle a busy source's
 		// candidates, allow marks and status reads.
-		cfg.QPS, cfg.Burst = DefaultQPS, DefaultBurst
+		cfg.QPS, cfg.Burst = c.opts.QPS, c.opts.Burst
 	}
 	cl, err := c.newCluster(key, rest.CopyConfig(cfg))
 	if err != nil {

@@ -109,6 +109,11 @@ type Options struct {
 	// OnConnectionChange is called after a target is connected (anew or
 	// with a new configuration) or disconnected.
 	OnConnectionChange func(Key)
+	// QPS and Burst are the client rate limits of each connection whose
+	// kubeconfig sets none (a kubeconfig never does): default DefaultQPS and
+	// DefaultBurst.
+	QPS   float32
+	Burst int
 	// Now is the clock (tests swap it).
 	Now func() time.Time
 }
@@ -122,6 +127,12 @@ func (o *Options) defaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.QPS <= 0 {
+		o.QPS = DefaultQPS
+	}
+	if o.Burst <= 0 {
+		o.Burst = DefaultBurst
 	}
 	if o.OnHealthChange == nil {
 		o.OnHealthChange = func(Key, Health) {}

@@ -213,7 +213,8 @@ func TestChartDefaults(t *testing.T) {
 		"--leader-election-namespace=flotilla-system", "--webhook-cert-rotation=true",
 		"--webhook-secret=flotilla-system/flotilla-webhook-cert", "--webhook-configuration=flotilla-elect",
 		"--webhook-dns-names=flotilla-webhook.flotilla-system.svc,flotilla-webhook.flotilla-system.svc.cluster.local",
-		"--kubelet-port=10250", "--orphan-grace-period=15m", "--source-lease-duration=1m"))
+		"--kubelet-port=10250", "--orphan-grace-period=15m", "--source-lease-duration=1m",
+		"--kube-api-qps=50", "--kube-api-burst=100", "--target-api-qps=100", "--target-api-burst=200"))
 	g.Expect(c.Env).To(ContainElement(HaveField("Name", "POD_IP")))
 	g.Expect(c.LivenessProbe.HTTPGet.Path).To(Equal("/healthz"))
 	g.Expect(c.ReadinessProbe.HTTPGet.Path).To(Equal("/readyz"))
@@ -248,6 +249,7 @@ func TestChartDefaults(t *testing.T) {
 			} `json:"profiles"`
 		}{}
 		g.Expect(yaml.Unmarshal([]byte(cm.Data["config.yaml"]), &cfg)).To(Succeed(), s.name)
+		g.Expect(cm.Data["config.yaml"]).To(ContainSubstring("qps: 50"))
 		g.Expect(cfg.LeaderElection.LeaderElect).To(BeTrue())
 		g.Expect(cfg.LeaderElection.ResourceNamespace).To(Equal("flotilla-system"))
 		g.Expect(cfg.Profiles).To(HaveLen(1))

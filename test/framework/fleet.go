@@ -41,19 +41,37 @@ type Fleet struct {
 	// "candidate-scheduler/<target>", "controller-manager/<target>".
 	Components map[string]*Process
 	logDir     string
-	// ports are the schedulers' secure ports.
-	ports map[string]int
+	opts       FleetOptions
+	// metrics are the components' /metrics URLs.
+	metrics map[string]string
+}
+
+// FleetOptions tune the components a Fleet runs (the benchmark sets client
+// rate limits through them).
+type FleetOptions struct {
+	// ControllerManagerArgs are added to every controller-manager's flags.
+	ControllerManagerArgs []string
+	// SchedulerConfig, if set, edits both schedulers' configuration (e.g.
+	// clientConnection.qps, plugin args) before they start.
+	SchedulerConfig func(component string, cfg *kubeschedulerconfigv1.KubeSchedulerConfiguration)
+	// SchedulerVerbosity is the schedulers' -v (default 4).
+	SchedulerVerbosity int
 }
 
 // StartFleet installs and starts Flotilla on the sandbox's source and
 // targets, with component logs under logDir, and waits for every virtual
 // node to be Ready.
 func StartFleet(ctx context.Context, s *Sandbox, targets int, logDir string) (*Fleet, error) {
+	return StartFleetWith(ctx, s, targets, logDir, FleetOptions{})
+}
+
+// StartFleetWith is StartFleet with options.
+func StartFleetWith(ctx context.Context, s *Sandbox, targets int, logDir string, opts FleetOptions) (*Fleet, error) {
 	src, err := s.Cluster(SourceCluster)
 	if err != nil {
 		return nil, err
 	}
-	f := &Fleet{Source: src, Components: map[string]*Process{}, logDir: logDir, ports: map[string]int{}}
+	f := &Fleet{Source: src, Components: map[string]*Process{}, logDir: logDir, opts: opts, metrics: map[string]string{}}
 	for i := 1; i <= targets; i++ {
 		c, err := s.Cluster(TargetName(i))
 		if err != nil {
@@ -114,15 +132,15 @@ func (f *Fleet) start(name string, binary string, args ...string) error {
 
 // startTarget runs a target's components and lets the source in.
 func (f *Fleet) startTarget(ctx context.Context, t *Cluster, root, binDir string) error {
-	if err := f.start("controller-manager/"+t.Name, filepath.Join(binDir, "controller-manager"),
-		"--kubeconfig="+t.Kubeconfig, "--controllers=summary,source,chaperon,cleanup", "--metrics-bind-address=0",
+	if err := f.startControllerManager("controller-manager/"+t.Name, filepath.Join(binDir, "controller-manager"),
+		"--kubeconfig="+t.Kubeconfig, "--controllers=summary,source,chaperon,cleanup",
 		// Leftovers of a source that forgot this target go after 3 s
 		// (the source's Lease) + 8 s.
 		"--orphan-grace-period=8s",
 		"--health-probe-bind-address=0"); err != nil {
 		return err
 	}
-	cfg, err := schedulerConfig(root, "candidate-scheduler.yaml", t.Kubeconfig, f.logDir, t.Name)
+	cfg, err := f.schedulerConfig(root, "candidate-scheduler.yaml", t.Kubeconfig, t.Name)
 	if err != nil {
 		return err
 	}
@@ -187,10 +205,10 @@ func (f *Fleet) startSource(ctx context.Context, root, binDir string) error {
 	if err != nil {
 		return err
 	}
-	if err := f.start("source-controller-manager", filepath.Join(binDir, "controller-manager"),
+	if err := f.startControllerManager("source-controller-manager", filepath.Join(binDir, "controller-manager"),
 		"--kubeconfig="+f.Source.Kubeconfig, "--controllers=webhook,target,feedback,follow,service,cleanup", "--target-probe-interval=1s",
 		"--source-lease-duration=3s",
-		"--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--health-probe-bind-address=0",
 		"--webhook-bind-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port[0]),
 		"--webhook-cert-dir="+filepath.Join(f.logDir, "webhook-certs"), "--webhook-secret="+FleetNamespace+"/flotilla-webhook-cert",
 		"--webhook-dns-names=localhost", "--webhook-configuration="+name, "--webhook-cert-from-secret",
@@ -201,11 +219,26 @@ func (f *Fleet) startSource(ctx context.Context, root, binDir string) error {
 		"--kubelet-client-ca-file="+f.Source.CAFile); err != nil {
 		return err
 	}
-	cfg, err := schedulerConfig(root, "proxy-scheduler.yaml", f.Source.Kubeconfig, f.logDir, f.Source.Name)
+	cfg, err := f.schedulerConfig(root, "proxy-scheduler.yaml", f.Source.Kubeconfig, f.Source.Name)
 	if err != nil {
 		return err
 	}
 	return f.startScheduler("proxy-scheduler", filepath.Join(binDir, "proxy-scheduler"), cfg)
+}
+
+// startControllerManager runs a controller-manager whose metrics answer
+// anyone on loopback (plain HTTP), with the options' extra flags.
+func (f *Fleet) startControllerManager(name, binary string, args ...string) error {
+	ports, err := freePorts(1)
+	if err != nil {
+		return err
+	}
+	args = append(args, fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[0]), "--metrics-secure=false")
+	if err := f.start(name, binary, append(args, f.opts.ControllerManagerArgs...)...); err != nil {
+		return err
+	}
+	f.metrics[name] = fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[0])
+	return nil
 }
 
 // startScheduler runs a scheduler whose health and metrics endpoints
@@ -215,21 +248,25 @@ func (f *Fleet) startScheduler(name, binary, cfg string) error {
 	if err != nil {
 		return err
 	}
+	v := f.opts.SchedulerVerbosity
+	if v == 0 {
+		v = 4
+	}
 	if err := f.start(name, binary, "--config="+cfg, "--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", ports[0]),
-		"--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics", "-v=4"); err != nil {
+		"--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics", fmt.Sprintf("-v=%d", v)); err != nil {
 		return err
 	}
-	f.ports[name] = ports[0]
+	f.metrics[name] = fmt.Sprintf("https://127.0.0.1:%d/metrics", ports[0])
 	return nil
 }
 
-// Metrics returns what a scheduler's /metrics endpoint serves.
+// Metrics returns what a component's /metrics endpoint serves.
 func (f *Fleet) Metrics(ctx context.Context, name string) (string, error) {
 	p, ok := f.Components[name]
 	if !ok {
 		return "", fmt.Errorf("no component %q", name)
 	}
-	code, body, err := (&Component{Process: p}).Get(ctx, fmt.Sprintf("https://127.0.0.1:%d/metrics", f.ports[name]), "")
+	code, body, err := (&Component{Process: p}).Get(ctx, f.metrics[name], "")
 	if err != nil {
 		return "", err
 	}
@@ -272,7 +309,8 @@ func InstallWebhookConfiguration(ctx context.Context, c *Cluster, root string, p
 
 // schedulerConfig writes config/scheduler/<file> with the sandbox's
 // kubeconfig and no leader election, and returns its path.
-func schedulerConfig(root, file, kubeconfig, dir, cluster string) (string, error) {
+func (f *Fleet) schedulerConfig(root, file, kubeconfig, cluster string) (string, error) {
+	dir := f.logDir
 	data, err := os.ReadFile(filepath.Join(root, "config", "scheduler", file))
 	if err != nil {
 		return "", err
@@ -283,6 +321,9 @@ func schedulerConfig(root, file, kubeconfig, dir, cluster string) (string, error
 	}
 	cfg.ClientConnection.Kubeconfig = kubeconfig
 	cfg.LeaderElection.LeaderElect = ptr.To(false)
+	if f.opts.SchedulerConfig != nil {
+		f.opts.SchedulerConfig(strings.TrimSuffix(file, ".yaml"), &cfg)
+	}
 	out, err := yaml.Marshal(&cfg)
 	if err != nil {
 		return "", err
