@@ -16,6 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/flotilla-io/flotilla/test/bench"
 )
 
@@ -43,6 +46,7 @@ func ints(s, flagName string) ([]int, error) {
 }
 
 func run() error {
+	ctrllog.SetLogger(logr.Discard()) // the framework's clients log nothing worth showing here
 	targets := flag.String("targets", "1,3,10", "fleet sizes to measure (targets per sandbox), comma-separated")
 	pods := flag.Int("pods", bench.DefaultPods, "pods per measurement")
 	rate := flag.Float64("rate", bench.DefaultRate, "offered load of the fixed-rate measurement (pods/s); each size is also measured at saturation")
@@ -51,8 +55,9 @@ func run() error {
 	burst := flag.Int("burst", bench.DefaultClientBurst, "client burst of every component")
 	out := flag.String("out", filepath.Join("bench-results", time.Now().Format("20060102-150405")), "output folder")
 	bin := flag.String("bin", "bin", "folder of the sandbox tools and Flotilla's binaries")
+	keep := flag.Bool("keep", false, "keep each sandbox's folder (component logs)")
 	flag.Parse()
-	o := bench.Options{Pods: *pods, Rate: *rate, ClientQPS: float32(*qps), ClientBurst: int32(*burst), Out: *out, Progress: os.Stdout}
+	o := bench.Options{Pods: *pods, Rate: *rate, ClientQPS: float32(*qps), ClientBurst: int32(*burst), Out: *out, Progress: os.Stdout, Keep: *keep}
 	var err error
 	if o.Targets, err = ints(*targets, "targets"); err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,7 +50,9 @@ type Options struct {
 	// Out is the folder of results.md, timings.csv and the plots.
 	Out string
 	// BinDir holds the sandbox tools and Flotilla's binaries.
-	BinDir   string
+	BinDir string
+	// Keep leaves each sandbox's folder (component logs) behind.
+	Keep     bool
 	Progress io.Writer
 }
 
@@ -108,11 +111,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		results, err := runFleetSize(ctx, o, n, fanOut)
 		report.Results = append(report.Results, results...)
+		// What was measured so far is written even if a later size fails.
+		if werr := report.Write(o.Out); werr != nil {
+			return report, werr
+		}
 		if err != nil {
 			return report, fmt.Errorf("%d targets: %w", n, err)
 		}
 	}
-	return report, report.Write(o.Out)
+	return report, nil
 }
 
 // runFleetSize starts a sandbox with n targets and measures vanilla and
@@ -140,6 +147,10 @@ func runFleetSize(ctx context.Context, o Options, n int, fanOut []int) ([]*Resul
 	defer func() {
 		if err := s.Down(); err != nil {
 			progressf(o.Progress, "stopping the sandbox: %v", err)
+		}
+		if o.Keep {
+			progressf(o.Progress, "N=%d: logs kept in %s", n, dir)
+			return
 		}
 		_ = os.RemoveAll(dir)
 	}()
@@ -266,6 +277,7 @@ func measureVanilla(ctx context.Context, o Options, s *framework.Sandbox, n int,
 	}
 	r := newResult(o, n, -1, rate, rec.timings())
 	r.Flotilla = false
+	r.CreateRetries = rec.retries()
 	return r, deleteNamespace(ctx, c, ns)
 }
 
@@ -307,8 +319,24 @@ func measureFlotilla(ctx context.Context, o Options, s *framework.Sandbox, f *fr
 	if err != nil {
 		return nil, err
 	}
+	// Every component's metrics (workqueue depths and waits, reconcile and
+	// plugin durations) for finding the slowest phase.
+	metricsDir := filepath.Join(o.Out, "metrics", fmt.Sprintf("N%d-fanout-%s-%s", n, fanOutString(k), strings.NewReplacer(" ", "", "/", "-").Replace(loadName(rate))))
+	if err := os.MkdirAll(metricsDir, 0o755); err != nil {
+		return nil, err
+	}
+	for name := range f.Components {
+		text, err := f.Metrics(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(metricsDir, strings.ReplaceAll(name, "/", "-")+".txt"), []byte(text), 0o644); err != nil {
+			return nil, err
+		}
+	}
 	r := newResult(o, n, k, rate, rec.timings())
 	r.Flotilla = true
+	r.CreateRetries = rec.retries()
 	r.setCosts(before, after, f)
 	for name, p := range f.Components {
 		rss, err := peakRSS(p.PID)
@@ -338,9 +366,23 @@ func load(ctx context.Context, o Options, label string, cs kubernetes.Interface,
 	var wg sync.WaitGroup
 	create := func(i int) {
 		p := pod(i)
-		if _, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
-			fail(fmt.Errorf("creating pod %s: %w", p.Name, err))
-			return
+		// An overloaded machine can time out the elect webhook: retry a
+		// few times (counted), as a controller would.
+		for attempt := 1; ; attempt++ {
+			_, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
+			if err == nil || apierrors.IsAlreadyExists(err) {
+				break
+			}
+			if attempt == 5 || ctx.Err() != nil {
+				fail(fmt.Errorf("creating pod %s (%d attempts): %w", p.Name, attempt, err))
+				return
+			}
+			rec.retried()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+			}
 		}
 		rec.set(p.Name, created, time.Now())
 	}

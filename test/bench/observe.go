@@ -32,6 +32,20 @@ type recorder struct {
 	pods  map[string]*PodTiming
 	// changed is signalled (without blocking) on every recorded step.
 	changed chan struct{}
+	// createRetries counts pod creations that failed and were retried.
+	createRetries int
+}
+
+func (r *recorder) retried() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.createRetries++
+}
+
+func (r *recorder) retries() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.createRetries
 }
 
 func newRecorder(start time.Time) *recorder {

@@ -44,6 +44,9 @@ type Result struct {
 	// RemoteWritesPerPod are the writes the source's components sent to
 	// all targets together, per pod.
 	RemoteWritesPerPod float64
+	// CreateRetries counts pod creations retried after an error (e.g. the
+	// elect webhook timing out on an overloaded machine).
+	CreateRetries int
 	// PeakRSS of each Flotilla process (bytes), at the end.
 	PeakRSS map[string]uint64
 	// Vanilla is the stock scheduler's measurement at the same load.
@@ -164,10 +167,10 @@ func (r *Report) Markdown(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nDelegates per target and peak RSS (MiB) of each Flotilla process at the end of each measurement:")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| targets | fan-out | load | delegates per target | peak RSS |")
-	fmt.Fprintln(w, "|---|---|---|---|---|")
+	fmt.Fprintln(w, "| targets | fan-out | load | delegates per target | create retries | peak RSS |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	for _, res := range r.Results {
-		fmt.Fprintf(w, "| %d | %s | %s | %s | %s |\n", res.Targets, fanOutString(res.FanOut), res.Load, counts(res.PerTarget), rss(res.PeakRSS))
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %d | %s |\n", res.Targets, fanOutString(res.FanOut), res.Load, counts(res.PerTarget), res.CreateRetries, rss(res.PeakRSS))
 	}
 }
 
