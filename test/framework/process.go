@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -173,8 +175,25 @@ func indent(s string) string {
 	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago.
+// Ports are picked below Linux's ephemeral range (32768-60999 by default),
+// where the kernel also takes the source ports of outgoing connections: a
+// port picked there and released can be taken by one of the sandbox's many
+// client connections before its server binds it (seen starting 11 clusters).
+const (
+	portRangeLow  = 20000
+	portRangeHigh = 32767
+)
+
+var (
+	pickedMu sync.Mutex
+	picked   = map[int]bool{}
+)
+
+// freePorts returns n distinct loopback ports that were free a moment ago
+// and that no earlier call in this process returned.
 func freePorts(n int) ([]int, error) {
+	pickedMu.Lock()
+	defer pickedMu.Unlock()
 	ports := make([]int, 0, n)
 	listeners := make([]net.Listener, 0, n)
 	defer func() {
@@ -182,13 +201,21 @@ func freePorts(n int) ([]int, error) {
 			_ = l.Close()
 		}
 	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 10000 {
+			return nil, fmt.Errorf("finding a free port: none free in %d-%d", portRangeLow, portRangeHigh)
+		}
+		port := portRangeLow + rand.IntN(portRangeHigh-portRangeLow+1)
+		if picked[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
+			continue // in use
 		}
 		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		picked[port] = true
+		ports = append(ports, port)
 	}
 	return ports, nil
 }
