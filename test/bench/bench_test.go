@@ -35,7 +35,9 @@ func TestSmoke(t *testing.T) {
 			t.Fatalf("%s: %d pods (vanilla %v), want %d each", r.Load, r.Pods, r.Vanilla, pods)
 		}
 		for _, p := range r.Timings {
-			if p.Created <= 0 || p.DelegateBound < p.Created || p.Bound < p.DelegateBound || p.Running < p.Bound || p.Target == "" {
+			// The proxy pod is bound once its candidate commits, so it may be
+			// seen bound a moment before its delegate.
+			if p.Created <= 0 || p.DelegateBound < p.Created || p.Bound < p.Created || p.Running < p.Bound || p.Target == "" {
 				t.Errorf("%s: pod %s: steps missing or out of order: %+v", r.Load, p.Pod, p)
 			}
 		}
