@@ -51,12 +51,13 @@ BENCH_RATE    ?= 20
 BENCH_FANOUT  ?= 0,3
 BENCH_QPS     ?= 500
 BENCH_BURST   ?= 1000
+BENCH_PROFILE ?= 0
 BENCH_OUT     ?= bench-results/$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: bench
-bench: tools build ## Throughput, latency and API cost vs a stock kube-scheduler (BENCH_TARGETS, BENCH_PODS, BENCH_RATE, BENCH_FANOUT, BENCH_QPS, BENCH_BURST, BENCH_OUT).
+bench: tools build ## Throughput, latency and API cost vs a stock kube-scheduler (BENCH_TARGETS, BENCH_PODS, BENCH_RATE, BENCH_FANOUT, BENCH_QPS, BENCH_BURST, BENCH_PROFILE, BENCH_OUT).
 	$(GO) build -o $(BIN)/bench ./hack/bench
-	FLOTILLA_BIN=$(BIN) $(BIN)/bench --bin $(BIN) --targets $(BENCH_TARGETS) --pods $(BENCH_PODS) --rate $(BENCH_RATE) --fan-out $(BENCH_FANOUT) --qps $(BENCH_QPS) --burst $(BENCH_BURST) --out $(BENCH_OUT)
+	FLOTILLA_BIN=$(BIN) $(BIN)/bench --bin $(BIN) --targets $(BENCH_TARGETS) --pods $(BENCH_PODS) --rate $(BENCH_RATE) --fan-out $(BENCH_FANOUT) --qps $(BENCH_QPS) --burst $(BENCH_BURST) --profile $(BENCH_PROFILE) --out $(BENCH_OUT)
 
 ##@ Code generation
 

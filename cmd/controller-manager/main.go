@@ -186,6 +186,7 @@ type options struct {
 	kubeletCertFile     string
 	kubeletKeyFile      string
 	kubeletClientCAFile string
+	pprofAddr           string
 	kubeAPIQPS          float32
 	kubeAPIBurst        int
 	targetAPIQPS        float32
@@ -198,6 +199,8 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 		"Address the metrics endpoint binds to (\"0\" disables it).")
 	fs.BoolVar(&o.metricsSecure, "metrics-secure", true,
 		"Serve metrics over HTTPS, authenticated and authorized against the API server (TokenReview and SubjectAccessReview).")
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "",
+		"Address of Go's pprof endpoints (/debug/pprof/), for profiling; empty turns them off.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081",
 		"Address the /healthz and /readyz endpoints bind to.")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false,
@@ -319,6 +322,7 @@ func run(o options) error {
 		Scheme:                  scheme,
 		Metrics:                 metricsOptions,
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionNamespace: o.leaderElectionNamespace,
 		LeaderElectionID:        o.leaderElectionID,

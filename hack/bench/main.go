@@ -56,8 +56,9 @@ func run() error {
 	out := flag.String("out", filepath.Join("bench-results", time.Now().Format("20060102-150405")), "output folder")
 	bin := flag.String("bin", "bin", "folder of the sandbox tools and Flotilla's binaries")
 	keep := flag.Bool("keep", false, "keep each sandbox's folder (component logs)")
+	profile := flag.Duration("profile", 0, "record CPU profiles this long of the source's and target-1's components during the saturation load (e.g. 10s)")
 	flag.Parse()
-	o := bench.Options{Pods: *pods, Rate: *rate, ClientQPS: float32(*qps), ClientBurst: int32(*burst), Out: *out, Progress: os.Stdout, Keep: *keep}
+	o := bench.Options{Pods: *pods, Rate: *rate, ClientQPS: float32(*qps), ClientBurst: int32(*burst), Out: *out, Progress: os.Stdout, Keep: *keep, Profile: *profile}
 	var err error
 	if o.Targets, err = ints(*targets, "targets"); err != nil {
 		return err

@@ -52,7 +52,11 @@ type Options struct {
 	// BinDir holds the sandbox tools and Flotilla's binaries.
 	BinDir string
 	// Keep leaves each sandbox's folder (component logs) behind.
-	Keep     bool
+	Keep bool
+	// Profile, if set, records CPU profiles this long of the source's and
+	// target-1's components while the saturation load runs, into
+	// Out/profiles/.
+	Profile  time.Duration
 	Progress io.Writer
 }
 
@@ -308,6 +312,26 @@ func measureFlotilla(ctx context.Context, o Options, s *framework.Sandbox, f *fr
 		return nil, err
 	}
 	label := fmt.Sprintf("N=%d fan-out %s %s", n, fanOutString(k), loadName(rate))
+	measurement := fmt.Sprintf("N%d-fanout-%s-%s", n, fanOutString(k), strings.NewReplacer(" ", "", "/", "-").Replace(loadName(rate)))
+	var profiles sync.WaitGroup
+	if o.Profile > 0 && rate == 0 {
+		dir := filepath.Join(o.Out, "profiles", measurement)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		for _, name := range []string{"proxy-scheduler", "source-controller-manager",
+			"controller-manager/" + framework.TargetName(1), "candidate-scheduler/" + framework.TargetName(1)} {
+			profiles.Go(func() {
+				data, err := f.CPUProfile(ctx, name, o.Profile)
+				if err == nil {
+					err = os.WriteFile(filepath.Join(dir, strings.ReplaceAll(name, "/", "-")+".pprof"), data, 0o644)
+				}
+				if err != nil {
+					progressf(o.Progress, "%s: profiling %s: %v", label, name, err)
+				}
+			})
+		}
+	}
 	rec.start = time.Now()
 	if err := load(ctx, o, label, cs, ns, rate, rec, func(i int) *corev1.Pod {
 		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("elected-%05d", i), Namespace: ns,
@@ -315,13 +339,14 @@ func measureFlotilla(ctx context.Context, o Options, s *framework.Sandbox, f *fr
 	}); err != nil {
 		return nil, err
 	}
+	profiles.Wait()
 	after, err := costs(ctx, f)
 	if err != nil {
 		return nil, err
 	}
 	// Every component's metrics (workqueue depths and waits, reconcile and
 	// plugin durations) for finding the slowest phase.
-	metricsDir := filepath.Join(o.Out, "metrics", fmt.Sprintf("N%d-fanout-%s-%s", n, fanOutString(k), strings.NewReplacer(" ", "", "/", "-").Replace(loadName(rate))))
+	metricsDir := filepath.Join(o.Out, "metrics", measurement)
 	if err := os.MkdirAll(metricsDir, 0o755); err != nil {
 		return nil, err
 	}

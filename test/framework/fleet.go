@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -42,8 +43,8 @@ type Fleet struct {
 	Components map[string]*Process
 	logDir     string
 	opts       FleetOptions
-	// metrics are the components' /metrics URLs.
-	metrics map[string]string
+	// metrics and pprof are the components' /metrics and /debug/pprof URLs.
+	metrics, pprof map[string]string
 }
 
 // FleetOptions tune the components a Fleet runs (the benchmark sets client
@@ -71,7 +72,7 @@ func StartFleetWith(ctx context.Context, s *Sandbox, targets int, logDir string,
 	if err != nil {
 		return nil, err
 	}
-	f := &Fleet{Source: src, Components: map[string]*Process{}, logDir: logDir, opts: opts, metrics: map[string]string{}}
+	f := &Fleet{Source: src, Components: map[string]*Process{}, logDir: logDir, opts: opts, metrics: map[string]string{}, pprof: map[string]string{}}
 	for i := 1; i <= targets; i++ {
 		c, err := s.Cluster(TargetName(i))
 		if err != nil {
@@ -229,15 +230,17 @@ func (f *Fleet) startSource(ctx context.Context, root, binDir string) error {
 // startControllerManager runs a controller-manager whose metrics answer
 // anyone on loopback (plain HTTP), with the options' extra flags.
 func (f *Fleet) startControllerManager(name, binary string, args ...string) error {
-	ports, err := freePorts(1)
+	ports, err := freePorts(2)
 	if err != nil {
 		return err
 	}
-	args = append(args, fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[0]), "--metrics-secure=false")
+	args = append(args, fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[0]), "--metrics-secure=false",
+		fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", ports[1]))
 	if err := f.start(name, binary, append(args, f.opts.ControllerManagerArgs...)...); err != nil {
 		return err
 	}
 	f.metrics[name] = fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[0])
+	f.pprof[name] = fmt.Sprintf("http://127.0.0.1:%d/debug/pprof", ports[1])
 	return nil
 }
 
@@ -253,11 +256,42 @@ func (f *Fleet) startScheduler(name, binary, cfg string) error {
 		v = 4
 	}
 	if err := f.start(name, binary, "--config="+cfg, "--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", ports[0]),
-		"--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics", fmt.Sprintf("-v=%d", v)); err != nil {
+		"--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics,/debug/pprof/*", fmt.Sprintf("-v=%d", v)); err != nil {
 		return err
 	}
 	f.metrics[name] = fmt.Sprintf("https://127.0.0.1:%d/metrics", ports[0])
+	f.pprof[name] = fmt.Sprintf("https://127.0.0.1:%d/debug/pprof", ports[0])
 	return nil
+}
+
+// CPUProfile records a component's CPU profile for d (Go's pprof format).
+func (f *Fleet) CPUProfile(ctx context.Context, name string, d time.Duration) ([]byte, error) {
+	p, ok := f.Components[name]
+	if !ok {
+		return nil, fmt.Errorf("no component %q", name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/profile?seconds=%d", f.pprof[name], int(d.Seconds())), nil)
+	if err != nil {
+		return nil, err
+	}
+	if !p.Alive() {
+		return nil, crashed(p)
+	}
+	resp, err := (&http.Client{Transport: insecureLoopbackTransport()}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("profiling %s: %w", name, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("profiling %s: %w", name, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("profiling %s: %s: %s", name, resp.Status, body)
+	}
+	return body, nil
 }
 
 // Metrics returns what a component's /metrics endpoint serves.
