@@ -29,6 +29,12 @@ import (
 	"github.com/flotilla-io/flotilla/test/framework"
 )
 
+// demoProcessPrefix names the processes the demo runs (a Flotilla
+// component each) among the sandbox's.
+const demoProcessPrefix = "flotilla-"
+
+func isDemoProcess(p *framework.Process) bool { return strings.HasPrefix(p.Name, demoProcessPrefix) }
+
 // The demo's namespace and workloads.
 const (
 	demoNamespace  = "demo"
@@ -54,7 +60,7 @@ func demo(ctx context.Context, out io.Writer, dir, bin, root string) error {
 		return err
 	}
 	for _, p := range s.Crashed() {
-		if !strings.HasPrefix(p.Name, "flotilla-") { // those the demo starts again
+		if !isDemoProcess(p) { // those the demo starts again
 			return fmt.Errorf("%s of the sandbox has exited; see `make sandbox-status`", p.ID())
 		}
 	}
@@ -222,7 +228,7 @@ func (d *demoRun) install(ctx context.Context, c *framework.Cluster) error {
 // for this machine.
 func (d *demoRun) runDeployment(ctx context.Context, c *framework.Cluster, dep *appsv1.Deployment, cm *corev1.ConfigMap, webhookPort string) (bool, error) {
 	component := dep.Spec.Template.Labels["app.kubernetes.io/component"]
-	name := "flotilla-" + component
+	name := demoProcessPrefix + component
 	container := dep.Spec.Template.Spec.Containers[0]
 	if len(container.Command) == 0 {
 		return false, fmt.Errorf("deployment %s has no command", dep.Name)

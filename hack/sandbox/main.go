@@ -179,7 +179,7 @@ func status(ctx context.Context, out io.Writer, dir string) error {
 	}
 	core := 0
 	for _, p := range dead {
-		if !strings.HasPrefix(p.Name, "flotilla-") {
+		if !isDemoProcess(p) {
 			core++
 		}
 	}

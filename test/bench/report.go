@@ -4,11 +4,11 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -175,27 +175,19 @@ func (r *Report) Markdown(w io.Writer) {
 }
 
 func counts(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
-	}
-	return strings.Join(parts, ", ")
+	return byKey(m, func(n int) string { return strconv.Itoa(n) })
 }
 
 func rss(m map[string]uint64) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	return byKey(m, func(b uint64) string { return strconv.FormatUint(b>>20, 10) })
+}
+
+// byKey formats "key value, ..." in key order.
+func byKey[V any](m map[string]V, format func(V) string) string {
+	keys := slices.Sorted(maps.Keys(m))
 	parts := make([]string, 0, len(keys))
 	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]>>20))
+		parts = append(parts, k+" "+format(m[k]))
 	}
 	return strings.Join(parts, ", ")
 }

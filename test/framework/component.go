@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 )
@@ -42,30 +41,15 @@ func StartComponent(t testing.TB, name string, args ...string) *Component {
 }
 
 // FreePort returns a loopback port that was free a moment ago and that no
-// earlier call in this process returned (the kernel may hand a just-closed
-// port out again).
+// earlier call in this process returned (see freePorts).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	handedOutMu.Lock()
-	defer handedOutMu.Unlock()
-	for range 100 {
-		ports, err := freePorts(1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !handedOut[ports[0]] {
-			handedOut[ports[0]] = true
-			return ports[0]
-		}
+	ports, err := freePorts(1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no fresh free port after 100 tries")
-	return 0
+	return ports[0]
 }
-
-var (
-	handedOutMu sync.Mutex
-	handedOut   = map[int]bool{}
-)
 
 // Get fetches url (TLS certificates of loopback components are not checked)
 // and returns the status code and body; it fails if the component has
