@@ -118,7 +118,7 @@ func ensureNamespace(ctx context.Context, c *Cluster, name string) error {
 	if err := c.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating namespace %s in %s: %w", name, c.Name, err)
 	}
-	return nil
+	return c.WaitDefaultServiceAccount(ctx, name)
 }
 
 func (f *Fleet) start(name string, binary string, args ...string) error {
@@ -475,6 +475,9 @@ func (f *Fleet) Namespace(ctx context.Context, name string) error {
 		Labels: map[string]string{protocol.NamespaceEnabledLabel: protocol.NamespaceEnabledLabelValue}}}
 	if err := f.Source.Client.Create(ctx, ns); err != nil {
 		return fmt.Errorf("creating namespace %s in %s: %w", name, f.Source.Name, err)
+	}
+	if err := f.Source.WaitDefaultServiceAccount(ctx, name); err != nil {
+		return err
 	}
 	for _, t := range f.Targets {
 		if err := ensureNamespace(ctx, t, name); err != nil {

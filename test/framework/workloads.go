@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -26,7 +29,28 @@ func (c *Cluster) CreateNamespace(t testing.TB, labels map[string]string) string
 	t.Cleanup(func() {
 		_ = c.Client.Delete(context.Background(), ns)
 	})
+	if err := c.WaitDefaultServiceAccount(context.Background(), ns.Name); err != nil {
+		t.Fatal(err)
+	}
 	return ns.Name
+}
+
+// WaitDefaultServiceAccount waits until the service account controller has
+// created the namespace's "default" ServiceAccount: until then the API
+// server's admission refuses pods that do not name another one.
+func (c *Cluster) WaitDefaultServiceAccount(ctx context.Context, ns string) error {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		var sa corev1.ServiceAccount
+		err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default"}, &sa)
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the default ServiceAccount of namespace %s in %s: %w", ns, c.Name, err)
+	}
+	return nil
 }
 
 // Deployment is a plain Deployment of replicas pods labelled app=name.

@@ -27,6 +27,7 @@ func TestTargetWithoutTheNamespace(t *testing.T) {
 			Labels: map[string]string{protocol.NamespaceEnabledLabel: protocol.NamespaceEnabledLabelValue}}}
 		g.Expect(c.Client.Create(ctx, obj)).To(Succeed())
 		t.Cleanup(func() { _ = c.Client.Delete(context.Background(), obj) })
+		g.Expect(c.WaitDefaultServiceAccount(ctx, ns)).To(Succeed())
 	}
 	pod := elected(ns, "lonely", "100m", nil)
 	g.Expect(fleet.Source.Client.Create(ctx, pod)).To(Succeed())
