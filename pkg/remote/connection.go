@@ -159,17 +159,9 @@ func (c *connector) probeLoop(ctx context.Context, conn *connection, probe *prob
 }
 
 // watchSummary follows the target's ClusterSummary through the shared
-// cache. The informer keeps retrying while the target is unreachable; this
-// goroutine only waits for it.
+// cache, from as soon as the target answers (see AddHandler).
 func (c *connector) watchSummary(ctx context.Context, conn *connection) {
 	logger := klog.FromContext(ctx)
-	informer, err := conn.cluster.GetCache().GetInformer(ctx, &multiclusterv1alpha1.ClusterSummary{}, cache.BlockUntilSynced(false))
-	if err != nil {
-		if ctx.Err() == nil {
-			logger.Error(err, "Watching the target's ClusterSummary")
-		}
-		return
-	}
 	update := func(obj any) {
 		s, ok := obj.(*multiclusterv1alpha1.ClusterSummary)
 		if !ok || s.Name != protocol.ClusterSummaryName {
@@ -178,7 +170,7 @@ func (c *connector) watchSummary(ctx context.Context, conn *connection) {
 		conn.setSummary(s.DeepCopy())
 		c.opts.OnSummaryChange(conn.key)
 	}
-	_, err = informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+	_, err := AddHandler(ctx, conn.cluster.GetCache(), &multiclusterv1alpha1.ClusterSummary{}, toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    update,
 		UpdateFunc: func(_, obj any) { update(obj) },
 		DeleteFunc: func(obj any) {
@@ -187,8 +179,8 @@ func (c *connector) watchSummary(ctx context.Context, conn *connection) {
 				c.opts.OnSummaryChange(conn.key)
 			}
 		},
-	})
-	if err != nil {
+	}, func() bool { return true }) // ctx ends with the connection
+	if err != nil && ctx.Err() == nil {
 		logger.Error(err, "Watching the target's ClusterSummary")
 	}
 }

@@ -2,11 +2,11 @@ package remote
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"sync"
 
 	toolscache "k8s.io/client-go/tools/cache"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -25,7 +25,9 @@ type Watcher struct {
 	watched map[Key]Cluster
 }
 
-// TargetChanged watches key's current connection, once per connection.
+// TargetChanged watches key's current connection, once per connection
+// (in the background: see AddHandler). The error is kept for callers; it
+// is nil.
 func (w *Watcher) TargetChanged(ctx context.Context, key Key) error {
 	cl, err := w.Fleet.Get(key)
 	w.mu.Lock()
@@ -46,10 +48,6 @@ func (w *Watcher) TargetChanged(ctx context.Context, key Key) error {
 	if cl.GetCache() == nil {
 		return nil
 	}
-	informer, err := cl.GetCache().GetInformer(ctx, w.Object, cache.BlockUntilSynced(false))
-	if err != nil {
-		return fmt.Errorf("watching %T in %s: %w", w.Object, key, err)
-	}
 	handle := func(obj any) {
 		if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 			obj = d.Obj
@@ -58,12 +56,22 @@ func (w *Watcher) TargetChanged(ctx context.Context, key Key) error {
 			w.Handler(key, o)
 		}
 	}
-	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+	handler := toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    handle,
 		UpdateFunc: func(_, obj any) { handle(obj) },
 		DeleteFunc: handle,
-	}); err != nil {
-		return fmt.Errorf("watching %T in %s: %w", w.Object, key, err)
 	}
+	wanted := func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.watched[key] == cl
+	}
+	// A target that does not answer yet is watched once it does.
+	go func() {
+		_, err := AddHandler(klog.NewContext(ctx, klog.FromContext(ctx).WithValues("target", key.String())), cl.GetCache(), w.Object, handler, wanted)
+		if err != nil && !errors.Is(err, ErrNotWanted) && ctx.Err() == nil {
+			klog.FromContext(ctx).Error(err, "Watching the target", "target", key.String(), "kind", kindOf(w.Object))
+		}
+	}()
 	return nil
 }

@@ -88,7 +88,10 @@ func (pl *Proxy) PreBind(ctx context.Context, _ fwk.CycleState, pod *corev1.Pod,
 			}
 		}
 		switch v.State {
-		case protocol.StateBound:
+		case protocol.StateBinding, protocol.StateBound:
+			// Binding is the candidate's commitment (its mark makes a
+			// revocation fail): the proxy pod need not wait for the
+			// target's chaperon controller to report the binding done.
 			if !released {
 				pl.release(ctx, pod, key, chs)
 			}

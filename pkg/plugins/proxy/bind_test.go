@@ -89,6 +89,22 @@ func TestPreBind(t *testing.T) {
 			}},
 		},
 		{
+			name: "allowed, then committed to bind: bound without waiting for the binding to be reported",
+			during: func(g *WithT, f *fixture, pod *corev1.Pod, done <-chan *fwk.Status) {
+				eventually(g, func() any { return f.allowMark(keyTarget1, pod) }).Should(Equal("web-0-uid/1"))
+				g.Consistently(done).WithTimeout(consistentlyDuration).ShouldNot(Receive(), "PreBind returned before the candidate committed")
+				f.updateChaperon(keyTarget1, pod, binding(1, "node-a"))
+			},
+			want:          statusResult{Code: fwk.Success},
+			wantAllows:    1,
+			wantChaperons: []string{"team-a/target-1"},
+			wantAllowMark: "web-0-uid/1",
+			wantEvents: []recordedEvent{{
+				Regarding: "Pod team-a/web-0", Type: corev1.EventTypeNormal, Reason: EventReasonDelegated, Action: "Binding",
+				Note: "Delegate team-a/" + protocol.ChaperonName(makeProxyPod(t, "web-0")) + " bound to node node-a in target team-a/target-1",
+			}},
+		},
+		{
 			name:      "a pod with its finalizer",
 			finalized: true,
 			during: func(g *WithT, f *fixture, pod *corev1.Pod, _ <-chan *fwk.Status) {
@@ -131,14 +147,10 @@ func TestPreBind(t *testing.T) {
 			wantAllows:  1,
 		},
 		{
-			name:        "binding at the timeout: adopted",
+			name:        "already committed to bind: adopted at once",
 			bindTimeout: shortTimeout,
 			before: map[remote.Key][]chaperonOpt{
 				keyTarget1: {allowed(1), binding(1, "node-a")},
-			},
-			during: func(g *WithT, f *fixture, pod *corev1.Pod, done <-chan *fwk.Status) {
-				g.Consistently(done).WithTimeout(3*shortTimeout).ShouldNot(Receive(), "PreBind gave up a committed candidate")
-				f.updateChaperon(keyTarget1, pod, bound(1, "node-a"))
 			},
 			want:          statusResult{Code: fwk.Success},
 			wantAllows:    0,
@@ -158,9 +170,8 @@ func TestPreBind(t *testing.T) {
 			silently: map[remote.Key][]chaperonOpt{keyTarget1: {binding(1, "node-a")}},
 			during: func(g *WithT, f *fixture, pod *corev1.Pod, done <-chan *fwk.Status) {
 				eventually(g, func() any { return f.cluster(keyTarget1).deleteConflicts.Load() }).Should(BeNumerically(">=", 1))
+				// Seeing the commitment, PreBind binds the proxy pod.
 				f.deliver(keyTarget1, pod)
-				g.Consistently(done).WithTimeout(3*shortTimeout).ShouldNot(Receive(), "PreBind gave up a committed candidate")
-				f.updateChaperon(keyTarget1, pod, bound(1, "node-a"))
 			},
 			want:          statusResult{Code: fwk.Success},
 			wantAllows:    0,

@@ -21,8 +21,10 @@
 //     decision: the allow mark on the winner's chaperon, fenced by the proxy
 //     pod's UID and the reservation attempt (see pkg/protocol); it deletes
 //     the losers' chaperons at once, which releases their reservations; it
-//     then waits, on chaperon events, for the delegate to be bound before
-//     the proxy pod is bound to the virtual node. If the delegate is not
+//     then waits, on chaperon events, for the candidate to commit (its
+//     binding mark, written in its PreBind: from then on it is the delegate
+//     and a revocation fails) before the proxy pod is bound to the virtual
+//     node. If the delegate is not
 //     bound in time, PreBind revokes its choice by deleting the chaperon
 //     with a resourceVersion precondition, which fails if the candidate has
 //     committed to bind meanwhile: then the choice is adopted instead. It
