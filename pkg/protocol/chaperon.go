@@ -37,11 +37,33 @@ const (
 	// just before it binds: "<attempt>/<node>". Once it is set the proxy
 	// can no longer revoke its choice; it adopts it.
 	BindingAnnotation = "multicluster.admiralty.io/binding"
+	// DecisionAnnotation is the proxy scheduler's record, on the proxy pod
+	// in the source, of the chaperon it chose: "<target>@<chaperon UID>".
+	// It is written before the allow mark, so a proxy scheduler that
+	// restarts (or reconnects to a target) knows where a pod may be allowed
+	// without having to see every target first: a pod whose record names a
+	// target whose chaperons are not known yet waits for them rather than
+	// going elsewhere, which could give it two delegates.
+	DecisionAnnotation = "multicluster.admiralty.io/decision"
 	// DeletionGracePeriodAnnotation is written by the source on a chaperon
 	// it is about to delete (foreground): the grace period, in seconds, of
 	// the proxy pod's deletion, which the target gives the delegate.
 	DeletionGracePeriodAnnotation = "multicluster.admiralty.io/deletion-grace-period-seconds"
 )
+
+// DecisionMark is the value of DecisionAnnotation.
+func DecisionMark(target string, chaperon types.UID) string {
+	return target + "@" + string(chaperon)
+}
+
+// ParseDecision reads DecisionAnnotation: the chosen target and chaperon.
+func ParseDecision(pod *corev1.Pod) (target string, chaperon types.UID, ok bool) {
+	t, uid, found := strings.Cut(pod.Annotations[DecisionAnnotation], "@")
+	if !found || t == "" || uid == "" {
+		return "", "", false
+	}
+	return t, types.UID(uid), true
+}
 
 // DeletionGracePeriod is the grace period a source asked for the deletion
 // of ch's pod (nil: the pod's own).
@@ -215,7 +237,7 @@ func ChaperonName(proxy *corev1.Pod) string {
 
 // keys that stay in the source: they describe the proxy, not the delegate.
 var sourceOnlyAnnotations = []string{
-	ElectAnnotation, SourcePodManifestAnnotation, ProxyPodSchedulingConstraintsAnnotation,
+	ElectAnnotation, SourcePodManifestAnnotation, ProxyPodSchedulingConstraintsAnnotation, DecisionAnnotation,
 	"kubectl.kubernetes.io/last-applied-configuration",
 }
 

@@ -885,3 +885,39 @@ func TestOfTarget(t *testing.T) {
 		})
 	}
 }
+
+func TestParseDecision(t *testing.T) {
+	type decision struct {
+		Target   string
+		Chaperon types.UID
+		OK       bool
+	}
+	cases := []struct {
+		name  string
+		value *string
+		want  decision
+	}{
+		{name: "cluster target", value: strPtr(DecisionMark("cluster-2", "ch-uid")), want: decision{"cluster-2", "ch-uid", true}},
+		{name: "namespaced target", value: strPtr(DecisionMark("team-a/target-1", "ch-uid")), want: decision{"team-a/target-1", "ch-uid", true}},
+		{name: "none"},
+		{name: "empty", value: strPtr("")},
+		{name: "no chaperon", value: strPtr("cluster-2@")},
+		{name: "no target", value: strPtr("@ch-uid")},
+		{name: "no separator", value: strPtr("cluster-2")},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := &corev1.Pod{}
+			if tc.value != nil {
+				pod.Annotations = map[string]string{DecisionAnnotation: *tc.value}
+			}
+			var got decision
+			got.Target, got.Chaperon, got.OK = ParseDecision(pod)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("ParseDecision (-want,+got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func strPtr(s string) *string { return &s }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -417,6 +418,32 @@ func (f *Fleet) Kill(name string) error {
 		return fmt.Errorf("no component %q", name)
 	}
 	p.stop(0)
+	return nil
+}
+
+// Freeze stops a component without ending it (SIGSTOP to its process
+// group), as a hung process or a paused VM would: its connections stay
+// open, and nothing it would do happens until Thaw.
+func (f *Fleet) Freeze(name string) error {
+	return f.signal(name, syscall.SIGSTOP)
+}
+
+// Thaw resumes a frozen component (SIGCONT).
+func (f *Fleet) Thaw(name string) error {
+	return f.signal(name, syscall.SIGCONT)
+}
+
+func (f *Fleet) signal(name string, sig syscall.Signal) error {
+	p, ok := f.Components[name]
+	if !ok {
+		return fmt.Errorf("no component %q", name)
+	}
+	if !p.Alive() {
+		return fmt.Errorf("%s is not running", name)
+	}
+	if err := syscall.Kill(-p.PID, sig); err != nil {
+		return fmt.Errorf("signalling %s (%s): %w", name, sig, err)
+	}
 	return nil
 }
 

@@ -60,7 +60,14 @@ func (pl *Proxy) PreBind(ctx context.Context, _ fwk.CycleState, pod *corev1.Pod,
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
-	if err := pl.ensureFinalizer(ctx, pod); err != nil {
+	chosenCh := pl.store.get(pod.UID)[key]
+	if chosenCh == nil {
+		decisionsTotal.WithLabelValues("failed").Inc()
+		return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("%s: the candidate is gone", key))
+	}
+	// The record comes first: no allow mark is written that the pod does
+	// not name.
+	if err := pl.recordDecision(ctx, pod, key, chosenCh.UID); err != nil {
 		return fwk.AsStatus(err)
 	}
 
@@ -72,7 +79,7 @@ func (pl *Proxy) PreBind(ctx context.Context, _ fwk.CycleState, pod *corev1.Pod,
 		changed := pl.store.changed(pod.UID)
 		chs := pl.store.get(pod.UID)
 		ch := chs[key]
-		if ch == nil {
+		if ch == nil || ch.UID != chosenCh.UID {
 			decisionsTotal.WithLabelValues("failed").Inc()
 			return fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("%s: the candidate is gone", key))
 		}
@@ -216,6 +223,12 @@ func (pl *Proxy) release(ctx context.Context, pod *corev1.Pod, chosen remote.Key
 			if !protocol.OfTarget(ch, key.String()) || ch.Labels[protocol.ProxyPodUIDLabel] != string(pod.UID) {
 				return
 			}
+			if protocol.Decided(ch) {
+				// Never: the decision record allows one target at a time.
+				// Deleting it could take a delegate away.
+				klog.FromContext(ctx).Error(nil, "Not releasing a candidate that carries a choice", "pod", klog.KObj(pod), "target", key.String(), "chosen", chosen.String())
+				return
+			}
 			err := cl.GetClient().Delete(ctx, ch, client.Preconditions{UID: &ch.UID}, client.PropagationPolicy(metav1.DeletePropagationBackground))
 			if err != nil && !apierrors.IsNotFound(err) {
 				klog.FromContext(ctx).Error(err, "Releasing a candidate", "pod", klog.KObj(pod), "target", key.String())
@@ -264,13 +277,40 @@ func (pl *Proxy) ensureFinalizer(ctx context.Context, pod *corev1.Pod) error {
 	if slices.Contains(pod.Finalizers, protocol.ProxyPodFinalizer) {
 		return nil
 	}
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"finalizers": []string{protocol.ProxyPodFinalizer}}})
+	if err := pl.patchPod(ctx, pod, map[string]any{"finalizers": []string{protocol.ProxyPodFinalizer}}); err != nil {
+		return fmt.Errorf("adding finalizer %s: %w", protocol.ProxyPodFinalizer, err)
+	}
+	return nil
+}
+
+// recordDecision writes, on the proxy pod, the chaperon the proxy chose
+// (protocol.DecisionAnnotation), with the finalizer if it is missing, in
+// one write.
+func (pl *Proxy) recordDecision(ctx context.Context, pod *corev1.Pod, key remote.Key, chaperon types.UID) error {
+	mark := protocol.DecisionMark(key.String(), chaperon)
+	meta := map[string]any{}
+	if pod.Annotations[protocol.DecisionAnnotation] != mark {
+		meta["annotations"] = map[string]string{protocol.DecisionAnnotation: mark}
+	}
+	if !slices.Contains(pod.Finalizers, protocol.ProxyPodFinalizer) {
+		meta["finalizers"] = []string{protocol.ProxyPodFinalizer}
+	}
+	if len(meta) == 0 {
+		return nil
+	}
+	if err := pl.patchPod(ctx, pod, meta); err != nil {
+		return fmt.Errorf("recording the choice of %s: %w", key, err)
+	}
+	return nil
+}
+
+// patchPod applies a strategic merge patch of the proxy pod's metadata
+// (finalizers are merged, not replaced).
+func (pl *Proxy) patchPod(ctx context.Context, pod *corev1.Pod, meta map[string]any) error {
+	patch, err := json.Marshal(map[string]any{"metadata": meta})
 	if err != nil {
 		return err
 	}
 	_, err = pl.handle.ClientSet().CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
-	if err != nil {
-		return fmt.Errorf("adding finalizer %s: %w", protocol.ProxyPodFinalizer, err)
-	}
-	return nil
+	return err
 }

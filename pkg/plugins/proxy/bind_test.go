@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
@@ -52,7 +53,8 @@ func TestPreBind(t *testing.T) {
 	}
 	cases := []struct {
 		name string
-		// finalized: the pod has its finalizer already.
+		// finalized: the pod has its finalizer already (the decision
+		// record and the finalizer are written together).
 		finalized   bool
 		bindTimeout time.Duration
 		node        string
@@ -307,12 +309,18 @@ func TestPreBind(t *testing.T) {
 			if diff := cmp.Diff([]string{protocol.ProxyPodFinalizer}, stored.Finalizers); diff != "" {
 				t.Errorf("finalizers (-want,+got):\n%s", diff)
 			}
-			wantPatches := 1
-			if tc.finalized {
-				wantPatches = 0
+			// The choice is recorded on the pod (with the finalizer, if
+			// it lacked it) in one write.
+			if n := podPatches(f); n != 1 {
+				t.Errorf("the pod was patched %d times, want 1", n)
 			}
-			if n := podPatches(f); n != wantPatches {
-				t.Errorf("the pod was patched %d times, want %d", n, wantPatches)
+			chosenKey := keyTarget1
+			if node == nodeCluster2 {
+				chosenKey = keyCluster2
+			}
+			wantRecord := protocol.DecisionMark(chosenKey.String(), types.UID(chosenKey.String()+"/"+protocol.ChaperonName(pod)))
+			if got := stored.Annotations[protocol.DecisionAnnotation]; got != wantRecord {
+				t.Errorf("decision record %q, want %q", got, wantRecord)
 			}
 		})
 	}

@@ -65,7 +65,11 @@ func (pl *Proxy) dispatch(ctx context.Context, uid types.UID) (bool, error) {
 	}
 	logger := klog.FromContext(ctx).WithValues("pod", klog.KObj(pod))
 	chs := pl.store.get(uid)
-	if key, ch, ok := decided(chs); ok {
+	switch key, ch, c := pl.decision(pod, chs); c {
+	case chosenUnseen:
+		// Nothing is sent until the chosen target's chaperons are seen.
+		return false, nil
+	case chosen:
 		if protocol.VerdictOf(ch).State != protocol.StateUnschedulable {
 			return false, nil
 		}

@@ -17,8 +17,10 @@
 //     passes only if its target reserved a real node. Score prefers the
 //     target with the most free capacity (its ClusterSummary) left after
 //     the pod. PostFilter records, per cluster, why none passed.
-//   - PreBind (the binding cycle, one goroutine per pod) writes the
-//     decision: the allow mark on the winner's chaperon, fenced by the proxy
+//   - PreBind (the binding cycle, one goroutine per pod) first records the
+//     choice on the proxy pod (protocol.DecisionAnnotation: target and
+//     chaperon UID), then writes the decision: the allow mark on the
+//     winner's chaperon, fenced by the proxy
 //     pod's UID and the reservation attempt (see pkg/protocol); it deletes
 //     the losers' chaperons at once, which releases their reservations; it
 //     then waits, on chaperon events, for the candidate to commit (its
@@ -37,7 +39,12 @@
 //
 // A restarted proxy scheduler adopts the chaperons it finds (their names
 // derive from the proxy pod's UID): a chaperon that carries an allow mark
-// (or is binding or bound) is the only target such a pod may go to.
+// (or is binding or bound) is the only target such a pod may go to. It
+// need not find them first: the pod's decision record names the one
+// chaperon that may carry an allow mark, and a pod whose record names a
+// target not connected or not listed yet waits for it, rather than going
+// elsewhere and ending with two delegates. A record whose chaperon is gone
+// from a listed target is void.
 package proxy
 
 // What the proxy scheduler needs besides kube-scheduler's own role (make

@@ -30,7 +30,8 @@ type preFilterState struct {
 func (s *preFilterState) Clone() fwk.StateData { return s }
 
 // PreFilter snapshots the pod's verdicts; a pod committed to a target (an
-// allowed, binding or bound chaperon) may only go there.
+// allowed, binding or bound chaperon, or its decision record) may only go
+// there.
 func (pl *Proxy) PreFilter(_ context.Context, cs fwk.CycleState, pod *corev1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
 	if _, err := protocol.SourceManifest(pod); err != nil {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, err.Error())
@@ -48,7 +49,7 @@ func (pl *Proxy) PreFilter(_ context.Context, cs fwk.CycleState, pod *corev1.Pod
 	}
 	pl.mu.Unlock()
 	cs.Write(preFilterStateKey, s)
-	if key, _, ok := decided(chs); ok {
+	if key, _, c := pl.decision(pod, chs); c != undecided {
 		s.decided = &key
 		return &fwk.PreFilterResult{NodeNames: nodeNames(pl.virtualNodes(), key)}, nil
 	}

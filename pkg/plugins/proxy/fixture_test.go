@@ -263,6 +263,9 @@ type targetSpec struct {
 	failCreate error
 	// disconnected: the target has a virtual node but no connection.
 	disconnected bool
+	// unsynced: the target is connected, but its chaperon informer has
+	// not listed them yet (the store does not hold them all).
+	unsynced bool
 	// afterCreate runs once the plugin's Create succeeded and its result
 	// was delivered, before Create returns.
 	afterCreate func(f *fixture, cl *fakeCluster, obj client.Object)
@@ -300,6 +303,8 @@ func tainted(t corev1.Taint) targetOpt {
 func failingCreate(err error) targetOpt { return func(s *targetSpec) { s.failCreate = err } }
 
 func disconnected() targetOpt { return func(s *targetSpec) { s.disconnected = true } }
+
+func unsynced() targetOpt { return func(s *targetSpec) { s.unsynced = true } }
 
 func afterCreate(fn func(f *fixture, cl *fakeCluster, obj client.Object)) targetOpt {
 	return func(s *targetSpec) { s.afterCreate = fn }
@@ -532,6 +537,15 @@ func newFixture(t *testing.T, args config.ProxyArgs, targets []targetSpec, pods 
 	f.fw = fw
 	// Before any pod reaches the plugin, hence before its workers run.
 	f.pl.now = f.clock.Now
+	// A fake connection has no informer: its store is complete (what the
+	// test delivers) unless the target says otherwise.
+	f.pl.mu.Lock()
+	for _, s := range targets {
+		if !s.disconnected && !s.unsynced {
+			f.pl.synced[s.key] = func() bool { return true }
+		}
+	}
+	f.pl.mu.Unlock()
 	informerFactory.Start(ctx.Done())
 	t.Cleanup(func() {
 		cancel()

@@ -162,7 +162,9 @@ func podPatches(f *fixture) int {
 
 // TestPreEnqueueLetsThrough: pods that are not proxies, or that no target
 // can take, are not gated (the scheduling cycle, Filter and PostFilter,
-// explains the latter) and no candidate is sent.
+// explains the latter) and no candidate is sent. Nor is one sent for a pod
+// with scheduling gates: the SchedulingGates plugin holds it, and
+// candidates would reserve room in the targets.
 func TestPreEnqueueLetsThrough(t *testing.T) {
 	notProxy := makeProxyPod(t, "plain")
 	notProxy.Spec.SchedulerName = corev1.DefaultSchedulerName
@@ -181,6 +183,13 @@ func TestPreEnqueueLetsThrough(t *testing.T) {
 			},
 		},
 		{name: "no target at all", pod: makeProxyPod(t, "web-0")},
+		{
+			name: "scheduling gates",
+			pod: makeProxyPod(t, "web-0", func(p *corev1.Pod) {
+				p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/quota"}}
+			}),
+			targets: []targetSpec{tgt(keyTarget1), tgt(keyCluster2)},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

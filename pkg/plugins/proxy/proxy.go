@@ -194,6 +194,11 @@ func (pl *Proxy) PreEnqueue(ctx context.Context, pod *corev1.Pod) *fwk.Status {
 	if !isProxy(pod) {
 		return nil
 	}
+	if len(pod.Spec.SchedulingGates) > 0 {
+		// The SchedulingGates plugin holds the pod; candidates sent now
+		// would reserve room in the targets for a pod that may wait long.
+		return nil
+	}
 	now := pl.now()
 	pl.mu.Lock()
 	st := pl.pods[pod.UID]
@@ -205,7 +210,11 @@ func (pl *Proxy) PreEnqueue(ctx context.Context, pod *corev1.Pod) *fwk.Status {
 	pl.mu.Unlock()
 
 	chs := pl.store.get(pod.UID)
-	if key, ch, ok := decided(chs); ok {
+	switch key, ch, c := pl.decision(pod, chs); c {
+	case chosenUnseen:
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
+			fmt.Sprintf("waiting to see the candidates in %s, the chosen target (not connected, or not listed yet)", key))
+	case chosen:
 		switch protocol.VerdictOf(ch).State {
 		case protocol.StateReserved, protocol.StateBinding, protocol.StateBound:
 			return nil

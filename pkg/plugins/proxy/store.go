@@ -3,6 +3,7 @@ package proxy
 import (
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
@@ -133,6 +134,46 @@ func (s *store) notifyLocked(uid types.UID) {
 		close(c)
 		delete(s.changes, uid)
 	}
+}
+
+// choice is how far a proxy pod is committed to a target.
+type choice int
+
+const (
+	// undecided: the pod may go to any target.
+	undecided choice = iota
+	// chosen: the pod may only go to the chosen target, whose chaperon
+	// the store holds.
+	chosen
+	// chosenUnseen: the pod's decision record names a target whose
+	// chaperons the store does not hold yet (not connected, or its
+	// informer has not synced): the chaperon may be allowed, even binding,
+	// so the pod waits to see it rather than going elsewhere.
+	chosenUnseen
+)
+
+// decision tells where pod is committed: to the target whose chaperon
+// carries the choice (allowed, binding or bound), else to the one its
+// decision record names (protocol.DecisionAnnotation, written before any
+// allow mark), as long as that chaperon exists or may exist. A record
+// whose chaperon is gone from a synced store, or whose target left the
+// fleet (no virtual node), is void.
+func (pl *Proxy) decision(pod *corev1.Pod, chs map[remote.Key]*multiclusterv1alpha1.PodChaperon) (remote.Key, *multiclusterv1alpha1.PodChaperon, choice) {
+	if key, ch, ok := decided(chs); ok {
+		return key, ch, chosen
+	}
+	target, uid, ok := protocol.ParseDecision(pod)
+	if !ok {
+		return remote.Key{}, nil, undecided
+	}
+	key := remote.ParseKey(target)
+	if ch := chs[key]; ch != nil && ch.UID == uid {
+		return key, ch, chosen
+	}
+	if _, configured := pl.virtualNodes()[key]; !configured || pl.hasSynced(key) {
+		return remote.Key{}, nil, undecided
+	}
+	return key, nil, chosenUnseen
 }
 
 // decided returns the target whose chaperon carries the proxy's choice.

@@ -2,12 +2,12 @@ package proxy
 
 import (
 	"context"
+	"errors"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
 	"github.com/flotilla-io/flotilla/pkg/protocol"
@@ -60,7 +60,6 @@ func (pl *Proxy) isWatched(key remote.Key, conn remote.Cluster) bool {
 // informer, a closed one is forgotten; pending pods are brought back when
 // the target is new or gained capacity.
 func (pl *Proxy) targetChanged(ctx context.Context, key remote.Key) {
-	logger := klog.FromContext(ctx).WithValues("target", key.String())
 	conn, err := pl.fleet.Get(key)
 	pl.mu.Lock()
 	current := pl.watched[key]
@@ -81,9 +80,7 @@ func (pl *Proxy) targetChanged(ctx context.Context, key remote.Key) {
 		pl.ready[key] = conn.Health().Ready
 		pl.mu.Unlock()
 		pl.store.forgetTarget(key)
-		if err := pl.watchChaperons(ctx, key, conn); err != nil {
-			logger.Error(err, "Watching the target's PodChaperons")
-		}
+		pl.watchChaperons(ctx, key, conn)
 		pl.activateAll()
 		return
 	}
@@ -127,20 +124,14 @@ func (pl *Proxy) activateAll() {
 	pl.activate(uids...)
 }
 
-// watchChaperons feeds the store from the connection's PodChaperon informer.
-func (pl *Proxy) watchChaperons(ctx context.Context, key remote.Key, conn remote.Cluster) error {
+// watchChaperons feeds the store from the connection's PodChaperon
+// informer, from as soon as the target answers (remote.AddHandler).
+func (pl *Proxy) watchChaperons(ctx context.Context, key remote.Key, conn remote.Cluster) {
 	c := conn.GetCache()
 	if c == nil {
-		return nil // a fake connection: tests feed observe directly
+		return // a fake connection: tests feed observe directly
 	}
-	informer, err := c.GetInformer(ctx, &multiclusterv1alpha1.PodChaperon{}, cache.BlockUntilSynced(false))
-	if err != nil {
-		return err
-	}
-	pl.mu.Lock()
-	pl.synced[key] = informer.HasSynced
-	pl.mu.Unlock()
-	_, err = informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+	handler := toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			if ch, ok := obj.(*multiclusterv1alpha1.PodChaperon); ok {
 				pl.observe(key, conn, ch)
@@ -159,8 +150,35 @@ func (pl *Proxy) watchChaperons(ctx context.Context, key remote.Key, conn remote
 				pl.observeDeleted(key, conn, ch)
 			}
 		},
-	})
-	return err
+	}
+	go func() {
+		logger := klog.FromContext(ctx).WithValues("target", key.String())
+		reg, err := remote.AddHandler(klog.NewContext(ctx, logger), c, &multiclusterv1alpha1.PodChaperon{}, handler,
+			func() bool { return pl.isWatched(key, conn) })
+		if err != nil {
+			if !errors.Is(err, remote.ErrNotWanted) && ctx.Err() == nil {
+				logger.Error(err, "Watching the target's PodChaperons")
+			}
+			return
+		}
+		// The store holds all of the target's chaperons once this handler
+		// has seen the informer's initial list (not merely once the
+		// informer has).
+		pl.mu.Lock()
+		if pl.watched[key] == conn {
+			pl.synced[key] = reg.HasSynced
+		}
+		pl.mu.Unlock()
+		select {
+		case <-reg.HasSyncedChecker().Done():
+			// Pods that waited to see their chosen target's chaperons
+			// (see decision) may go on.
+			if pl.isWatched(key, conn) {
+				pl.activateAll()
+			}
+		case <-ctx.Done():
+		}
+	}()
 }
 
 // podHandler forgets proxy pods once they are bound or deleted.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -142,7 +143,16 @@ func watchDelegates(t *testing.T, ns string) *delegateWatch {
 				if w.bound[uid] == nil {
 					w.bound[uid] = map[types.UID]string{}
 				}
-				w.bound[uid][pod.UID] = tc.Name + "/" + pod.Name
+				if _, seen := w.bound[uid][pod.UID]; !seen {
+					// Enough to tell, when a proxy pod has two, how each came to bind.
+					var owner types.UID
+					for _, ref := range pod.OwnerReferences {
+						owner = ref.UID
+					}
+					w.bound[uid][pod.UID] = fmt.Sprintf("%s/%s (uid %s, owner %s, created %s, node %s, seen bound %s)",
+						tc.Name, pod.Name, pod.UID, owner, pod.CreationTimestamp.Format(time.RFC3339), pod.Spec.NodeName,
+						time.Now().Format("15:04:05.000"))
+				}
 				w.mu.Unlock()
 			}
 		}()
