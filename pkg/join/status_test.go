@@ -36,7 +36,7 @@ func TestWriteStatus(t *testing.T) {
 		{Kind: "Target", Namespace: "team-a", Name: "eu", Node: "admiralty-team-a-eu",
 			Ready: &metav1.Condition{Type: "Ready", Status: metav1.ConditionFalse, Reason: "Forbidden",
 				Message: "https://eu:6443 accepted the credentials but forbids\nreading ClusterSummaries"},
-			NodeReady: corev1.ConditionFalse},
+			NodeReady: corev1.ConditionUnknown},
 		{Kind: "ClusterTarget", Name: "us", Node: "admiralty-us"},
 		{Kind: "ClusterTarget", Name: "eu", Node: "admiralty-eu",
 			Ready:     &metav1.Condition{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Connected", Message: "connected to https://eu:6443"},
@@ -50,7 +50,7 @@ func TestWriteStatus(t *testing.T) {
 	want := `KIND           NAMESPACE  NAME  READY    REASON     VIRTUAL NODE         NODE READY  PROXY PODS                MESSAGE
 ClusterTarget  -          eu    True     Connected  admiralty-eu         True        3 (2 Running, 1 Pending)  connected to https://eu:6443
 ClusterTarget  -          us    Unknown  -          admiralty-us         absent      0                         no Ready condition yet (is Flotilla's controller-manager running in this cluster?)
-Target         team-a     eu    False    Forbidden  admiralty-team-a-eu  False       0                         https://eu:6443 accepted the credentials but forbids reading ClusterSummaries
+Target         team-a     eu    False    Forbidden  admiralty-team-a-eu  Unknown     0                         https://eu:6443 accepted the credentials but forbids reading ClusterSummaries
 `
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("table (-want,+got):\n%s", diff)

@@ -47,7 +47,8 @@ func ownLabels(key remote.Key, name string) map[string]string {
 
 // Desired is the virtual node of a target as it should be: labels are the
 // summary's common labels minus those matching excluded, then Flotilla's
-// own; capacity and allocatable are the summary's; Ready follows health.
+// own; capacity and allocatable are the summary's; Ready follows health
+// (True, or Unknown).
 func Desired(key remote.Key, summary *multiclusterv1alpha1.ClusterSummary, health remote.Health, excluded *regexp.Regexp) *corev1.Node {
 	name := NodeName(key)
 	labels := map[string]string{}
@@ -62,7 +63,11 @@ func Desired(key remote.Key, summary *multiclusterv1alpha1.ClusterSummary, healt
 	for k, v := range ownLabels(key, name) {
 		labels[k] = v
 	}
-	status := corev1.ConditionFalse
+	// A target that does not answer (or refuses us) is a node whose kubelet
+	// stopped reporting: Ready is Unknown, which Kubernetes' node lifecycle
+	// controller taints node.kubernetes.io/unreachable (NoExecute), so
+	// proxies leave it after their toleration of that taint.
+	status := corev1.ConditionUnknown
 	reason := ReasonTargetNotReady
 	message := fmt.Sprintf("target %s: %s: %s", key, health.Reason, health.Message)
 	if health.Ready {

@@ -73,7 +73,7 @@ func TestDesired(t *testing.T) {
 				"topology.kubernetes.io/region": "eu-west", "node.kubernetes.io/instance-type": "m5",
 				corev1.LabelOSStable: "linux", corev1.LabelArchStable: "arm64",
 			},
-			wantReady: corev1.ConditionFalse, wantMessage: "target ns/eu: Unreachable: cannot reach https://x: connection refused", wantCPU: "11",
+			wantReady: corev1.ConditionUnknown, wantMessage: "target ns/eu: Unreachable: cannot reach https://x: connection refused", wantCPU: "11",
 		},
 		{
 			name: "no summary yet", health: ready, wantLabels: map[string]string{},

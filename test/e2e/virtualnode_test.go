@@ -129,7 +129,7 @@ func TestVirtualNodes(t *testing.T) {
 		}()
 		g.Eventually(func(g Gomega) {
 			n := getNode(g, nodeName)
-			g.Expect(nodeReady(n)).To(Equal(corev1.ConditionFalse))
+			g.Expect(nodeReady(n)).To(Equal(corev1.ConditionUnknown))
 		}, framework.TargetLossTimeout, framework.Interval).Should(Succeed())
 		t.Logf("virtual node NotReady %s after the API server was killed", time.Since(stopped).Round(time.Millisecond))
 		g.Expect(sandbox.StartProcess(ctx, t1.Name, "kube-apiserver")).To(Succeed())
