@@ -43,6 +43,20 @@ test-unit: ## Unit tests only (no API server needed).
 test-e2e: tools build ## End-to-end tests on a sandbox of their own (or FLOTILLA_SANDBOX=.sandbox to reuse one).
 	FLOTILLA_BIN=$(BIN) $(GO) test $(GOTESTFLAGS) -p 1 -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/... 2>&1 | hack/test-summary.sh
 
+.PHONY: test-resilience
+test-resilience: tools build ## Target loss and return: a target's API server stopped, then the source's access to it revoked, under an elected Deployment.
+	FLOTILLA_BIN=$(BIN) $(GO) test $(GOTESTFLAGS) -count=1 -timeout 30m -v ./test/e2e/resilience/ 2>&1 | hack/test-summary.sh
+
+CHAOS_PODS     ?= 1000
+CHAOS_KILLS    ?= 15
+CHAOS_INTERVAL ?= 4s
+CHAOS_SEED     ?=
+
+.PHONY: test-chaos
+test-chaos: tools build ## Chaos: CHAOS_PODS elected pods over 3 targets while CHAOS_KILLS random Flotilla processes are killed (-9) and restarted (CHAOS_SEED repeats a run).
+	FLOTILLA_BIN=$(BIN) FLOTILLA_CHAOS_PODS=$(CHAOS_PODS) FLOTILLA_CHAOS_KILLS=$(CHAOS_KILLS) FLOTILLA_CHAOS_INTERVAL=$(CHAOS_INTERVAL) FLOTILLA_CHAOS_SEED=$(CHAOS_SEED) \
+		$(GO) test $(GOTESTFLAGS) -count=1 -timeout 60m -v -run TestChaos ./test/e2e/chaos/ 2>&1 | hack/test-summary.sh
+
 ##@ Benchmark
 
 BENCH_TARGETS ?= 1,3,10
