@@ -91,8 +91,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl
 	if until := r.observe(name, lease, now); until > 0 {
 		return ctrl.Result{RequeueAfter: until + time.Second}, nil
 	}
-	// Ran out, says the cache: ask the API server.
+	// Ran out, says the cache: ask the API server. While it does not
+	// answer, the source cannot renew either: the grace period starts over
+	// once it answers again, so that a target coming back from an outage
+	// does not delete what its sources still want.
 	if lease, err = r.lease(ctx, r.APIReader, name); err != nil {
+		r.unconfirmed(name)
 		return ctrl.Result{}, fmt.Errorf("confirming that lease %s ran out: %w", name, err)
 	}
 	if until := r.observe(name, lease, now); until > 0 {
@@ -166,6 +170,16 @@ func (r *Reconciler) expired(name types.NamespacedName, now time.Time) time.Time
 		o.expiredSince = now
 	}
 	return o.expiredSince
+}
+
+// unconfirmed forgets since when the Lease was found run out: a live read
+// failed.
+func (r *Reconciler) unconfirmed(name types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if o := r.seen[name]; o != nil {
+		o.expiredSince = time.Time{}
+	}
 }
 
 func (r *Reconciler) grace() time.Duration {

@@ -420,17 +420,33 @@ func TestReconcile(t *testing.T) {
 			wantEvents:  []string{orphaned(sourceID, targetEU, graceStartsAt.Add(2*grace+time.Minute))},
 		},
 		{
-			name:      "API server down during the grace period: nothing deleted until it answers",
+			// The source could not renew through a target that did not
+			// answer: the outage does not count against it.
+			name:      "API server down during the grace period: the grace period starts over once it answers",
 			chaperons: []*multiclusterv1alpha1.PodChaperon{chaperon(chEU)},
 			leases:    []*coordinationv1.Lease{sourceLease(namespace, sourceID, targetEU, start)},
 			steps: []step{
 				{wantRequeue: duration},
 				{afterRequeue: true, wantRequeue: grace},
 				{afterRequeue: true, do: []func(*world){apiDown(true)}, wantErr: true},
-				{after: time.Minute, do: []func(*world){apiDown(false)}, wantGone: true},
+				{after: time.Minute, do: []func(*world){apiDown(false)}, wantRequeue: grace},
+				{after: grace - time.Second, wantRequeue: time.Second},
+				{afterRequeue: true, wantGone: true},
 			},
 			wantDeleted: []string{chEU},
-			wantEvents:  []string{orphaned(sourceID, targetEU, graceStartsAt)},
+			wantEvents:  []string{orphaned(sourceID, targetEU, graceStartsAt.Add(grace+time.Second+time.Minute))},
+		},
+		{
+			name:      "API server down during the grace period, and the source renews once it answers: kept",
+			chaperons: []*multiclusterv1alpha1.PodChaperon{chaperon(chEU)},
+			leases:    []*coordinationv1.Lease{sourceLease(namespace, sourceID, targetEU, start)},
+			steps: []step{
+				{wantRequeue: duration},
+				{afterRequeue: true, wantRequeue: grace},
+				{afterRequeue: true, do: []func(*world){apiDown(true)}, wantErr: true},
+				{after: time.Minute, do: []func(*world){apiDown(false)}, wantRequeue: grace},
+				{after: time.Second, do: []func(*world){renew(sourceID, targetEU)}, wantRequeue: duration},
+			},
 		},
 		{
 			name: "chaperon of another target: its own lease",
