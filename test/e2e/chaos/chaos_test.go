@@ -174,7 +174,7 @@ func TestChaos(t *testing.T) {
 			g.Expect(client.IgnoreNotFound(err)).To(Succeed())
 			g.Expect(err).To(HaveOccurred(), "the follower ConfigMap is left in %s", tc.Name)
 		}
-	}, 3*time.Minute, time.Second).Should(Succeed())
+	}, 3*time.Minute+time.Duration(set.pods)*300*time.Millisecond, time.Second).Should(Succeed())
 	t.Logf("the targets were clean %s after the workloads were deleted", time.Since(deleted).Round(time.Second))
 	g.Expect(sampler.doubles()).To(BeEmpty(), "proxy pods with two delegates")
 	g.Expect(fleet.Crashed()).To(Succeed())
