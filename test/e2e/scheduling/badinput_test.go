@@ -1,0 +1,275 @@
+package scheduling
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/types"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilrand "k8s.io/apimachinery/pkg/util/rand"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
+	"github.com/flotilla-io/flotilla/pkg/controllers/follow"
+	"github.com/flotilla-io/flotilla/pkg/plugins/proxy"
+	"github.com/flotilla-io/flotilla/pkg/protocol"
+	"github.com/flotilla-io/flotilla/test/framework"
+)
+
+// badInput is one case of the catalogue: do makes the mistake and returns
+// what must come of it, checked until it holds (within
+// framework.PodTimeout).
+type badInput struct {
+	name string
+	do   func(t *testing.T, g Gomega, ctx context.Context, ns string) (expect func(g Gomega))
+}
+
+// rejected: the API server refuses the object with a message containing
+// every one of want.
+func rejected(err error, want ...string) func(g Gomega) {
+	return func(g Gomega) {
+		g.Expect(err).To(HaveOccurred())
+		for _, w := range want {
+			g.Expect(err.Error()).To(ContainSubstring(w))
+		}
+	}
+}
+
+// eventOn: the object has an Event of reason whose message contains every
+// one of want.
+func eventOn(c *framework.Cluster, obj client.Object, reason string, want ...string) func(g Gomega) {
+	return func(g Gomega) {
+		msgs := events(g, context.Background(), c, obj, reason)
+		ms := []types.GomegaMatcher{Not(BeEmpty())}
+		for _, w := range want {
+			ms = append(ms, ContainSubstring(w))
+		}
+		g.Expect(msgs).To(ContainElement(SatisfyAll(ms...)), "%s events", reason)
+	}
+}
+
+// constrained is an elected pod with proxy scheduling constraints.
+func constrained(ns, name, constraints string) *corev1.Pod {
+	return elected(ns, name, "100m", map[string]string{protocol.ProxyPodSchedulingConstraintsAnnotation: constraints})
+}
+
+// targetCondition: the Target's Ready condition has reason and a message
+// containing want.
+func targetCondition(tgt *multiclusterv1alpha1.Target, reason, want string) func(g Gomega) {
+	return func(g Gomega) {
+		g.Expect(fleet.Source.Client.Get(context.Background(), client.ObjectKeyFromObject(tgt), tgt)).To(Succeed())
+		c := meta.FindStatusCondition(tgt.Status.Conditions, multiclusterv1alpha1.ConditionReady)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(c.Reason).To(Equal(reason))
+		g.Expect(c.Message).To(ContainSubstring(want))
+	}
+}
+
+// badTarget makes, in ns, a Target whose kubeconfig Secret holds data
+// under key "config" (no Secret if data is nil), for key and context.
+func badTarget(g Gomega, ctx context.Context, ns, name string, data []byte, key, kubeContext string) *multiclusterv1alpha1.Target {
+	if data != nil {
+		g.Expect(fleet.Source.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Data: map[string][]byte{"config": data}})).To(Succeed())
+	}
+	tgt := &multiclusterv1alpha1.Target{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: multiclusterv1alpha1.TargetSpec{KubeconfigSecret: &multiclusterv1alpha1.KubeconfigSecret{Name: name, Key: key, Context: kubeContext}}}
+	g.Expect(fleet.Source.Client.Create(ctx, tgt)).To(Succeed())
+	return tgt
+}
+
+// TestBadInput is the catalogue of mistakes users make: each gets a clear
+// admission error, condition or event naming the problem; no component
+// crashes, and a pod placed before keeps running with its one delegate.
+func TestBadInput(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	canaryNS := namespace(t)
+	canary := elected(canaryNS, "canary", "100m", nil)
+	g.Expect(fleet.Source.Client.Create(ctx, canary)).To(Succeed())
+	var canaryTarget string
+	g.Eventually(func(g Gomega) { canaryTarget = expectDelegated(g, ctx, canary) }, framework.PodTimeout, framework.Interval).Should(Succeed())
+	t1 := fleet.Targets[0]
+	token, err := t1.ServiceAccountToken(ctx, framework.FleetNamespace, framework.SourceCluster)
+	g.Expect(err).NotTo(HaveOccurred())
+	good, err := t1.KubeconfigFor(token, t1.Name)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	cases := []badInput{
+		// Proxy scheduling constraints (the elect webhook).
+		{name: "constraints that are not YAML or JSON", do: func(_ *testing.T, _ Gomega, ctx context.Context, ns string) func(Gomega) {
+			err := fleet.Source.Client.Create(ctx, constrained(ns, "p", "nodeSelector: [unclosed"))
+			return rejected(err, protocol.ProxyPodSchedulingConstraintsAnnotation, "is not valid YAML or JSON")
+		}},
+		{name: "constraints with a misspelt field", do: func(_ *testing.T, _ Gomega, ctx context.Context, ns string) func(Gomega) {
+			err := fleet.Source.Client.Create(ctx, constrained(ns, "p", `{"nodeSelecter":{"a":"b"}}`))
+			return rejected(err, protocol.ProxyPodSchedulingConstraintsAnnotation, `unknown field "nodeSelecter"`)
+		}},
+		{name: "constraints that are a list", do: func(_ *testing.T, _ Gomega, ctx context.Context, ns string) func(Gomega) {
+			err := fleet.Source.Client.Create(ctx, constrained(ns, "p", `[{"nodeSelector":{"a":"b"}}]`))
+			return rejected(err, protocol.ProxyPodSchedulingConstraintsAnnotation)
+		}},
+		{name: "pod affinity in the constraints", do: func(_ *testing.T, _ Gomega, ctx context.Context, ns string) func(Gomega) {
+			err := fleet.Source.Client.Create(ctx, constrained(ns, "p", `{"affinity":{"podAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":[`+
+				`{"topologyKey":"kubernetes.io/hostname","labelSelector":{"matchLabels":{"a":"b"}}}]}}}`))
+			return rejected(err, "pod affinity and anti-affinity apply to pods in the target")
+		}},
+		{name: "a pod too large to elect", do: func(_ *testing.T, _ Gomega, ctx context.Context, ns string) func(Gomega) {
+			pod := elected(ns, "p", "100m", map[string]string{"example.com/blob": strings.Repeat("x", 200*1024)})
+			err := fleet.Source.Client.Create(ctx, pod)
+			return rejected(err, "too large to elect", protocol.SourcePodManifestAnnotation)
+		}},
+		{name: "an unknown priority class", do: func(_ *testing.T, _ Gomega, ctx context.Context, ns string) func(Gomega) {
+			pod := elected(ns, "p", "100m", nil)
+			pod.Spec.PriorityClassName = "no-such-class"
+			err := fleet.Source.Client.Create(ctx, pod)
+			return rejected(err, "no-such-class")
+		}},
+		// Pods that cannot go anywhere say why, per cluster.
+		{name: "a pod that fits no target", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			pod := elected(ns, "huge", "1000", nil)
+			g.Expect(fleet.Source.Client.Create(ctx, pod)).To(Succeed())
+			return eventOn(fleet.Source, pod, proxy.EventReasonNoTarget, framework.TargetName(1)+": ", framework.TargetName(2)+": ", "Insufficient cpu")
+		}},
+		{name: "a cluster node selector no target matches", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			pod := constrained(ns, "nowhere", `{"nodeSelector":{"`+protocol.ClusterNameLabel+`":"no-such-cluster"}}`)
+			g.Expect(fleet.Source.Client.Create(ctx, pod)).To(Succeed())
+			return eventOn(fleet.Source, pod, proxy.EventReasonNoTarget, "cluster-level node selector")
+		}},
+		{name: "a pod whose ConfigMap does not exist", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			pod := elected(ns, "no-config", "100m", nil)
+			pod.Spec.Volumes = []corev1.Volume{{Name: "c", VolumeSource: corev1.VolumeSource{
+				ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "missing-config"}}}}}
+			g.Expect(fleet.Source.Client.Create(ctx, pod)).To(Succeed())
+			return eventOn(fleet.Source, pod, follow.ReasonDependencyNotFound, "ConfigMap missing-config")
+		}},
+		{name: "a pod whose Secret does not exist", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			pod := elected(ns, "no-secret", "100m", nil)
+			pod.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "missing-secret"}}}}
+			g.Expect(fleet.Source.Client.Create(ctx, pod)).To(Succeed())
+			return eventOn(fleet.Source, pod, follow.ReasonDependencyNotFound, "Secret missing-secret")
+		}},
+		{name: "a forged decision record", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			// It names a chaperon that does not exist: void, the pod goes
+			// wherever it fits.
+			pod := elected(ns, "forged", "100m", map[string]string{
+				protocol.DecisionAnnotation:                      protocol.DecisionMark(framework.TargetName(1), "not-a-chaperon"),
+				protocol.ProxyPodSchedulingConstraintsAnnotation: `{"nodeSelector":{"` + protocol.ClusterNameLabel + `":"` + framework.TargetName(2) + `"}}`,
+			})
+			g.Expect(fleet.Source.Client.Create(ctx, pod)).To(Succeed())
+			return func(g Gomega) { g.Expect(expectDelegated(g, ctx, pod)).To(Equal(framework.TargetName(2))) }
+		}},
+		{name: "the elect annotation in a namespace not enabled", do: func(t *testing.T, g Gomega, ctx context.Context, _ string) func(Gomega) {
+			plain := fleet.Source.CreateNamespace(t, nil)
+			pod := elected(plain, "local", "100m", nil)
+			g.Expect(fleet.Source.Client.Create(ctx, pod)).To(Succeed())
+			return func(g Gomega) {
+				g.Expect(fleet.Source.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)).To(Succeed())
+				g.Expect(pod.Spec.SchedulerName).To(Equal(corev1.DefaultSchedulerName), "a pod outside enabled namespaces is not elected")
+				g.Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
+			}
+		}},
+		// Targets (the source's target controller).
+		{name: "a Target without its Secret", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			tgt := badTarget(g, ctx, ns, "no-secret", nil, "", "")
+			return targetCondition(tgt, multiclusterv1alpha1.ReasonSecretNotFound, "does not exist")
+		}},
+		{name: "a Target's Secret without the key", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			tgt := badTarget(g, ctx, ns, "no-key", good, "kubeconfig", "")
+			return targetCondition(tgt, multiclusterv1alpha1.ReasonSecretKeyNotFound, `has no key "kubeconfig"`)
+		}},
+		{name: "a Target whose kubeconfig is not one", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			tgt := badTarget(g, ctx, ns, "garbage", []byte("{{not yaml"), "", "")
+			return targetCondition(tgt, multiclusterv1alpha1.ReasonKubeconfigInvalid, "is not a valid kubeconfig")
+		}},
+		{name: "a Target naming a missing context", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			tgt := badTarget(g, ctx, ns, "no-context", good, "", "elsewhere")
+			return targetCondition(tgt, multiclusterv1alpha1.ReasonContextNotFound, `no context "elsewhere"`)
+		}},
+		{name: "a Target with a rejected token", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			bad, err := t1.KubeconfigFor("not-a-token", t1.Name)
+			g.Expect(err).NotTo(HaveOccurred())
+			tgt := badTarget(g, ctx, ns, "bad-token", bad, "", "")
+			return targetCondition(tgt, multiclusterv1alpha1.ReasonUnauthorized, "rejected the credentials")
+		}},
+		{name: "a Target with another cluster's CA", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			wrong, err := (&framework.Cluster{Name: t1.Name, Server: t1.Server, RESTConfig: fleet.Source.RESTConfig}).KubeconfigFor(token, t1.Name)
+			g.Expect(err).NotTo(HaveOccurred())
+			tgt := badTarget(g, ctx, ns, "wrong-ca", wrong, "", "")
+			return targetCondition(tgt, multiclusterv1alpha1.ReasonUnreachable, "certificate")
+		}},
+		{name: "a Target where nothing listens", do: func(t *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			nowhere, err := (&framework.Cluster{Name: t1.Name, Server: "https://127.0.0.1:" + strconv.Itoa(framework.FreePort(t)), RESTConfig: t1.RESTConfig}).KubeconfigFor(token, t1.Name)
+			g.Expect(err).NotTo(HaveOccurred())
+			tgt := badTarget(g, ctx, ns, "nowhere", nowhere, "", "")
+			return targetCondition(tgt, multiclusterv1alpha1.ReasonUnreachable, "connection refused")
+		}},
+		{name: "a Target to a cluster that does not let this identity in", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			stranger, err := t1.ServiceAccountToken(ctx, framework.FleetNamespace, "stranger-"+utilrand.String(4))
+			g.Expect(err).NotTo(HaveOccurred())
+			cfg, err := t1.KubeconfigFor(stranger, t1.Name)
+			g.Expect(err).NotTo(HaveOccurred())
+			tgt := badTarget(g, ctx, ns, "stranger", cfg, "", "")
+			return targetCondition(tgt, multiclusterv1alpha1.ReasonForbidden, "create a Source (or ClusterSource)")
+		}},
+		// Sources (a target's source controller).
+		{name: "a Source naming a missing ServiceAccount", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			src := &multiclusterv1alpha1.Source{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ghost"},
+				Spec: multiclusterv1alpha1.SourceSpec{ServiceAccountName: "ghost"}}
+			g.Expect(t1.Client.Create(ctx, src)).To(Succeed())
+			return func(g Gomega) {
+				g.Expect(t1.Client.Get(ctx, client.ObjectKeyFromObject(src), src)).To(Succeed())
+				c := meta.FindStatusCondition(src.Status.Conditions, multiclusterv1alpha1.ConditionReady)
+				g.Expect(c).NotTo(BeNil())
+				g.Expect(c.Reason).To(Equal(multiclusterv1alpha1.ReasonServiceAccountNotFound))
+				g.Expect(c.Message).To(ContainSubstring("ghost"))
+			}
+		}},
+		{name: "a ClusterSource naming a missing ServiceAccount", do: func(t *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			cs := &multiclusterv1alpha1.ClusterSource{ObjectMeta: metav1.ObjectMeta{Name: "ghost-" + ns},
+				Spec: multiclusterv1alpha1.ClusterSourceSpec{ServiceAccount: &multiclusterv1alpha1.ServiceAccountReference{Namespace: ns, Name: "ghost"}}}
+			g.Expect(t1.Client.Create(ctx, cs)).To(Succeed())
+			t.Cleanup(func() { _ = t1.Client.Delete(context.Background(), cs) })
+			return func(g Gomega) {
+				g.Expect(t1.Client.Get(ctx, client.ObjectKeyFromObject(cs), cs)).To(Succeed())
+				c := meta.FindStatusCondition(cs.Status.Conditions, multiclusterv1alpha1.ConditionReady)
+				g.Expect(c).NotTo(BeNil())
+				g.Expect(c.Reason).To(Equal(multiclusterv1alpha1.ReasonServiceAccountNotFound))
+				g.Expect(c.Message).To(ContainSubstring("ghost"))
+			}
+		}},
+		// The webhook down.
+		{name: "the webhook down: namespaces not enabled are unaffected", do: func(t *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			plain := fleet.Source.CreateNamespace(t, nil)
+			g.Expect(fleet.Freeze("source-controller-manager")).To(Succeed())
+			defer func() { g.Expect(fleet.Thaw("source-controller-manager")).To(Succeed()) }()
+			start := time.Now()
+			errPlain := fleet.Source.Client.Create(ctx, elected(plain, "while-down", "100m", nil))
+			errEnabled := fleet.Source.Client.Create(ctx, elected(ns, "while-down", "100m", nil))
+			t.Logf("both creations answered in %s", time.Since(start).Round(time.Millisecond))
+			return func(g Gomega) {
+				g.Expect(errPlain).NotTo(HaveOccurred())
+				rejected(errEnabled, "elect.multicluster.admiralty.io")(g)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			ctx := t.Context()
+			ns := namespace(t)
+			expect := tc.do(t, g, ctx, ns)
+			g.Eventually(expect, framework.PodTimeout, framework.Interval).Should(Succeed())
+			g.Expect(fleet.Crashed()).To(Succeed())
+			g.Expect(expectDelegated(g, ctx, canary)).To(Equal(canaryTarget), "the canary was disturbed")
+		})
+	}
+}
