@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,8 +27,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
-	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
@@ -87,7 +84,7 @@ func TestChaos(t *testing.T) {
 	fleet := startFleet(t, set.pods)
 	ns := "chaos"
 	g.Expect(fleet.Namespace(ctx, ns)).To(Succeed())
-	sampler := sampleDelegates(t, fleet, ns)
+	sampler := framework.SampleDelegates(t, fleet.Targets, ns)
 
 	// Deployments hold two thirds of the pods, Jobs the rest; Deployments
 	// mount a ConfigMap, which follows their pods.
@@ -139,10 +136,10 @@ func TestChaos(t *testing.T) {
 			g.Expect(p.Spec.NodeName).NotTo(BeEmpty(), "proxy pod %s is stuck", p.Name)
 		}
 	}, timeout, time.Second).Should(Succeed())
-	g.Expect(sampler.doubles()).To(BeEmpty(), "proxy pods with two delegates")
+	g.Expect(sampler.Doubles()).To(BeEmpty(), "proxy pods with two delegates")
 	g.Expect(fleet.Crashed()).To(Succeed())
 	t.Logf("all %d pods ran (or succeeded) %s after the workloads were created; %d delegates seen bound, none twice",
-		set.pods, time.Since(start).Round(time.Second), sampler.count())
+		set.pods, time.Since(start).Round(time.Second), sampler.Count())
 
 	// Nothing is left over: each chaperon and delegate is its proxy pod's
 	// one, in the target it is bound to.
@@ -176,7 +173,7 @@ func TestChaos(t *testing.T) {
 		}
 	}, 3*time.Minute+time.Duration(set.pods)*300*time.Millisecond, time.Second).Should(Succeed())
 	t.Logf("the targets were clean %s after the workloads were deleted", time.Since(deleted).Round(time.Second))
-	g.Expect(sampler.doubles()).To(BeEmpty(), "proxy pods with two delegates")
+	g.Expect(sampler.Doubles()).To(BeEmpty(), "proxy pods with two delegates")
 	g.Expect(fleet.Crashed()).To(Succeed())
 }
 
@@ -300,81 +297,4 @@ func orphans(ctx context.Context, fleet *framework.Fleet, ns string) ([]string, 
 		}
 	}
 	return out, nil
-}
-
-// delegateSampler records, from informers on every target (which recover
-// from dropped watches), each candidate pod ever seen bound, per proxy pod.
-type delegateSampler struct {
-	mu    sync.Mutex
-	bound map[string]map[types.UID]string
-}
-
-func sampleDelegates(t *testing.T, fleet *framework.Fleet, ns string) *delegateSampler {
-	t.Helper()
-	s := &delegateSampler{bound: map[string]map[types.UID]string{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	for _, tc := range fleet.Targets {
-		factory := informers.NewSharedInformerFactoryWithOptions(tc.Clientset, 0, informers.WithNamespace(ns),
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = protocol.ProxyPodUIDLabel }))
-		record := func(obj any) {
-			pod, ok := obj.(*corev1.Pod)
-			if !ok || pod.Spec.NodeName == "" {
-				return
-			}
-			uid := pod.Labels[protocol.ProxyPodUIDLabel]
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if s.bound[uid] == nil {
-				s.bound[uid] = map[types.UID]string{}
-			}
-			if _, seen := s.bound[uid][pod.UID]; !seen {
-				s.bound[uid][pod.UID] = fmt.Sprintf("%s/%s (node %s, seen %s)", tc.Name, pod.Name, pod.Spec.NodeName, time.Now().Format("15:04:05.000"))
-			}
-		}
-		if _, err := factory.Core().V1().Pods().Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc:    record,
-			UpdateFunc: func(_, obj any) { record(obj) },
-		}); err != nil {
-			t.Fatal(err)
-		}
-		factory.Start(ctx.Done())
-		// Shutdown waits for the informers, which stop once ctx is done.
-		t.Cleanup(func() { cancel(); factory.Shutdown() })
-		for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
-			if !ok {
-				t.Fatalf("informer of %v in %s did not sync", typ, tc.Name)
-			}
-		}
-	}
-	return s
-}
-
-// doubles lists the proxy pods that ever had more than one delegate.
-func (s *delegateSampler) doubles() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for uid, pods := range s.bound {
-		if len(pods) > 1 {
-			var names []string
-			for _, n := range pods {
-				names = append(names, n)
-			}
-			slices.Sort(names)
-			out = append(out, fmt.Sprintf("%s: %v", uid, names))
-		}
-	}
-	return out
-}
-
-// count is how many delegates were seen bound.
-func (s *delegateSampler) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, pods := range s.bound {
-		n += len(pods)
-	}
-	return n
 }

@@ -72,6 +72,19 @@ func targetCondition(tgt *multiclusterv1alpha1.Target, reason, want string) func
 	}
 }
 
+// serviceAccountNotFound: the (Cluster)Source obj in c, whose conditions
+// conditions reads, is not Ready because its ServiceAccount "ghost" is
+// missing.
+func serviceAccountNotFound(c *framework.Cluster, obj client.Object, conditions func() []metav1.Condition) func(g Gomega) {
+	return func(g Gomega) {
+		g.Expect(c.Client.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)).To(Succeed())
+		cond := meta.FindStatusCondition(conditions(), multiclusterv1alpha1.ConditionReady)
+		g.Expect(cond).NotTo(BeNil())
+		g.Expect(cond.Reason).To(Equal(multiclusterv1alpha1.ReasonServiceAccountNotFound))
+		g.Expect(cond.Message).To(ContainSubstring("ghost"))
+	}
+}
+
 // badTarget makes, in ns, a Target whose kubeconfig Secret holds data
 // under key "config" (no Secret if data is nil), for key and context.
 func badTarget(g Gomega, ctx context.Context, ns, name string, data []byte, key, kubeContext string) *multiclusterv1alpha1.Target {
@@ -225,26 +238,14 @@ func TestBadInput(t *testing.T) {
 			src := &multiclusterv1alpha1.Source{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ghost"},
 				Spec: multiclusterv1alpha1.SourceSpec{ServiceAccountName: "ghost"}}
 			g.Expect(t1.Client.Create(ctx, src)).To(Succeed())
-			return func(g Gomega) {
-				g.Expect(t1.Client.Get(ctx, client.ObjectKeyFromObject(src), src)).To(Succeed())
-				c := meta.FindStatusCondition(src.Status.Conditions, multiclusterv1alpha1.ConditionReady)
-				g.Expect(c).NotTo(BeNil())
-				g.Expect(c.Reason).To(Equal(multiclusterv1alpha1.ReasonServiceAccountNotFound))
-				g.Expect(c.Message).To(ContainSubstring("ghost"))
-			}
+			return serviceAccountNotFound(t1, src, func() []metav1.Condition { return src.Status.Conditions })
 		}},
 		{name: "a ClusterSource naming a missing ServiceAccount", do: func(t *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
 			cs := &multiclusterv1alpha1.ClusterSource{ObjectMeta: metav1.ObjectMeta{Name: "ghost-" + ns},
 				Spec: multiclusterv1alpha1.ClusterSourceSpec{ServiceAccount: &multiclusterv1alpha1.ServiceAccountReference{Namespace: ns, Name: "ghost"}}}
 			g.Expect(t1.Client.Create(ctx, cs)).To(Succeed())
 			t.Cleanup(func() { _ = t1.Client.Delete(context.Background(), cs) })
-			return func(g Gomega) {
-				g.Expect(t1.Client.Get(ctx, client.ObjectKeyFromObject(cs), cs)).To(Succeed())
-				c := meta.FindStatusCondition(cs.Status.Conditions, multiclusterv1alpha1.ConditionReady)
-				g.Expect(c).NotTo(BeNil())
-				g.Expect(c.Reason).To(Equal(multiclusterv1alpha1.ReasonServiceAccountNotFound))
-				g.Expect(c.Message).To(ContainSubstring("ghost"))
-			}
+			return serviceAccountNotFound(t1, cs, func() []metav1.Condition { return cs.Status.Conditions })
 		}},
 		// The webhook down.
 		{name: "the webhook down: namespaces not enabled are unaffected", do: func(t *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {

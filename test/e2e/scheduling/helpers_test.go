@@ -2,12 +2,8 @@ package scheduling
 
 import (
 	"context"
-	"fmt"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -15,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
@@ -112,75 +107,6 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	slices.Sort(out)
-	return out
-}
-
-// delegateWatch records, for every proxy pod UID, each candidate pod ever
-// seen bound to a node in any target: a proxy pod must never have two.
-type delegateWatch struct {
-	mu    sync.Mutex
-	bound map[string]map[types.UID]string // proxy UID → candidate UID → target
-	stop  []func()
-}
-
-func watchDelegates(t *testing.T, ns string) *delegateWatch {
-	t.Helper()
-	w := &delegateWatch{bound: map[string]map[types.UID]string{}}
-	for _, tc := range fleet.Targets {
-		wi, err := tc.Clientset.CoreV1().Pods(ns).Watch(t.Context(), metav1.ListOptions{LabelSelector: protocol.ProxyPodUIDLabel})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.stop = append(w.stop, wi.Stop)
-		go func() {
-			for ev := range wi.ResultChan() {
-				pod, ok := ev.Object.(*corev1.Pod)
-				if !ok || ev.Type == watch.Error || pod.Spec.NodeName == "" {
-					continue
-				}
-				w.mu.Lock()
-				uid := pod.Labels[protocol.ProxyPodUIDLabel]
-				if w.bound[uid] == nil {
-					w.bound[uid] = map[types.UID]string{}
-				}
-				if _, seen := w.bound[uid][pod.UID]; !seen {
-					// Enough to tell, when a proxy pod has two, how each came to bind.
-					var owner types.UID
-					for _, ref := range pod.OwnerReferences {
-						owner = ref.UID
-					}
-					w.bound[uid][pod.UID] = fmt.Sprintf("%s/%s (uid %s, owner %s, created %s, node %s, seen bound %s)",
-						tc.Name, pod.Name, pod.UID, owner, pod.CreationTimestamp.Format(time.RFC3339), pod.Spec.NodeName,
-						time.Now().Format("15:04:05.000"))
-				}
-				w.mu.Unlock()
-			}
-		}()
-	}
-	t.Cleanup(w.Stop)
-	return w
-}
-
-func (w *delegateWatch) Stop() {
-	for _, s := range w.stop {
-		s()
-	}
-}
-
-// doubles lists the proxy pods that ever had more than one delegate.
-func (w *delegateWatch) doubles() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var out []string
-	for uid, pods := range w.bound {
-		if len(pods) > 1 {
-			var names []string
-			for _, n := range pods {
-				names = append(names, n)
-			}
-			out = append(out, fmt.Sprintf("%s: %s", uid, strings.Join(names, ", ")))
-		}
-	}
 	return out
 }
 

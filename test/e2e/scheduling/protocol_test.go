@@ -205,7 +205,7 @@ func TestSchedulerCrashesWhileInFlight(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
 	ns := namespace(t)
-	watch := watchDelegates(t, ns)
+	watch := framework.SampleDelegates(t, fleet.Targets, ns)
 	const n = 50
 	for i := range n {
 		g.Expect(fleet.Source.Client.Create(ctx, elected(ns, fmt.Sprintf("p-%02d", i), "100m", nil))).To(Succeed())
@@ -237,7 +237,7 @@ func TestSchedulerCrashesWhileInFlight(t *testing.T) {
 			expectDelegated(g, ctx, &proxies.Items[i])
 		}
 	}, 2*framework.LongTimeout, time.Second).Should(Succeed())
-	g.Expect(watch.doubles()).To(BeEmpty(), "proxy pods with two delegates")
+	g.Expect(watch.Doubles()).To(BeEmpty(), "proxy pods with two delegates")
 	g.Expect(fleet.Crashed()).To(Succeed())
 }
 
@@ -274,7 +274,7 @@ func TestDelegateDeletedInTarget(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
 	ns := namespace(t)
-	watch := watchDelegates(t, ns)
+	watch := framework.SampleDelegates(t, fleet.Targets, ns)
 	src := fleet.Source
 	d := framework.Deployment(ns, "app", 2)
 	d.Spec.Template.Annotations = map[string]string{protocol.ElectAnnotation: ""}
@@ -305,5 +305,5 @@ func TestDelegateDeletedInTarget(t *testing.T) {
 		}
 		g.Expect(candidatesOf(g, ctx, ns, victim.UID)).To(BeEmpty(), "the deleted delegate came back")
 	}, framework.PodTimeout, framework.Interval).Should(Succeed())
-	g.Expect(watch.doubles()).To(BeEmpty(), "proxy pods with two delegates")
+	g.Expect(watch.Doubles()).To(BeEmpty(), "proxy pods with two delegates")
 }
