@@ -78,12 +78,13 @@ bench: tools build ## Throughput, latency and API cost vs a stock kube-scheduler
 CONTROLLER_GEN = $(BIN)/controller-gen
 
 .PHONY: manifests
-manifests: ## Generate CRDs (config/crd/bases), RBAC (config/rbac) and the webhook with controller-gen, and copy them into charts/flotilla.
+manifests: ## Generate CRDs (config/crd/bases), RBAC (config/rbac, incl. the uninstall hook's) and the webhook with controller-gen, and copy them into charts/flotilla.
 	hack/build-tools.sh controller-gen
 	$(CONTROLLER_GEN) crd paths=./pkg/apis/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=flotilla-controller-manager paths="./pkg/controllers/...;./pkg/webhook/...;./pkg/vk/..." output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=flotilla-proxy-scheduler paths=./pkg/plugins/proxy/... output:rbac:artifacts:config=config/rbac/proxy-scheduler
 	$(CONTROLLER_GEN) rbac:roleName=flotilla-candidate-scheduler paths=./pkg/plugins/candidate/... output:rbac:artifacts:config=config/rbac/candidate-scheduler
+	$(CONTROLLER_GEN) rbac:roleName=flotilla-uninstall paths=./pkg/uninstall/... output:rbac:artifacts:config=config/rbac/uninstall
 	$(CONTROLLER_GEN) webhook paths=./pkg/webhook/... output:webhook:artifacts:config=config/webhook
 	$(GO) run ./hack/gen-source-roles > config/rbac/source-roles.yaml
 	hack/sync-chart.sh
@@ -130,6 +131,11 @@ sandbox-down: ## Stop exactly what sandbox-up started and remove its state.
 demo: tools build ## Start a fleet (source + TARGETS targets), install Flotilla with its chart, join, run an elected Deployment and Job, show where they run.
 	$(BIN)/sandbox up --reuse --dir $(SANDBOX) --bin $(BIN) --targets $(TARGETS) $(SANDBOX_FLAGS)
 	$(BIN)/sandbox demo --dir $(SANDBOX) --bin $(BIN) --root $(CURDIR)
+
+.PHONY: demo-uninstall
+demo-uninstall: ## `helm uninstall` in every cluster of the demo (the chart's pre-delete hook, then its objects deleted); the sandbox keeps running.
+	$(GO) build -o $(BIN)/sandbox ./hack/sandbox
+	$(BIN)/sandbox uninstall --dir $(SANDBOX) --bin $(BIN) --root $(CURDIR)
 
 .PHONY: demo-down
 demo-down: sandbox-down ## Stop the demo: every process it started (by PID), and its files.

@@ -14,6 +14,7 @@ mkdir -p "$chart/files/rbac"
 cp config/rbac/role.yaml "$chart/files/rbac/controller-manager.yaml"
 cp config/rbac/proxy-scheduler/role.yaml "$chart/files/rbac/proxy-scheduler.yaml"
 cp config/rbac/candidate-scheduler/role.yaml "$chart/files/rbac/candidate-scheduler.yaml"
+cp config/rbac/uninstall/role.yaml "$chart/files/rbac/uninstall.yaml"
 cp config/rbac/source-roles.yaml "$chart/files/rbac/source-roles.yaml"
 cp config/webhook/manifests.yaml "$chart/files/webhook.yaml"
 

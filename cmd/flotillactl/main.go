@@ -16,9 +16,11 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/flotilla-io/flotilla/pkg/join"
+	"github.com/flotilla-io/flotilla/pkg/uninstall"
 )
 
 func main() {
@@ -55,7 +57,7 @@ as they do for kubectl.`,
 		rules.ExplicitPath = kubeconfig
 		return rules
 	}
-	root.AddCommand(newJoinCommand(display, loader, false), newJoinCommand(display, loader, true), newStatusCommand(display, loader))
+	root.AddCommand(newJoinCommand(display, loader, false), newJoinCommand(display, loader, true), newStatusCommand(display, loader), newUninstallCommand(display, loader))
 	return root
 }
 
@@ -207,4 +209,75 @@ a JSON list.`,
 	cmd.Flags().StringVar(&context, "context", "", "kubeconfig context of the source cluster (default: the current context)")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json (default: a table)")
 	return cmd
+}
+
+func newUninstallCommand(display string, loader func() clientcmd.ClientConfigLoader) *cobra.Command {
+	var context string
+	opts := uninstall.Options{Timeout: uninstall.DefaultTimeout}
+	cmd := &cobra.Command{
+		Use:   "uninstall [--context A] [--webhook-configuration NAME]",
+		Short: "Take Flotilla out of a cluster, leaving nothing behind",
+		Long: `uninstall prepares a cluster (--context, default the current context; inside
+a pod without a kubeconfig, its own cluster) for Flotilla's components to be
+deleted: Helm's chart runs it as its pre-delete hook, so ` + "`helm uninstall`" + ` does
+it; run it yourself before deleting an installation made without Helm.
+
+While the controller-manager still runs, it deletes the elect webhook's
+configuration (--webhook-configuration; pods created from then on are
+ordinary pods), every Target and ClusterTarget (the controller-manager
+deletes their chaperons in the targets, and so the delegates and followers,
+and the proxy pods on their virtual nodes, whose owners make new ones here),
+waiting up to --timeout; then it removes Flotilla's finalizer from every pod
+left (proxy pods bound or with an owner are deleted, others left Pending),
+and, as a target, deletes every Source and ClusterSource (revoking the
+sources' access), every PodChaperon (their delegates and followers go with
+them), the sources' Leases and the ClusterSummary. Run again, it finds
+nothing to do. Flotilla's CRDs stay.`,
+		Example: "  " + display + " uninstall --context hub --webhook-configuration flotilla-elect",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, where, err := configFor(loader(), context)
+			if err != nil {
+				return err
+			}
+			c, err := uninstall.NewClient(cfg)
+			if err != nil {
+				return fmt.Errorf("%s: %w", where, err)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Uninstalling Flotilla from %s\n", where)
+			opts.Out = out
+			r, err := uninstall.Run(cmd.Context(), c, opts)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "Done: %d Targets released (%d proxy pods released here), %d unscheduled proxy pods replaced, "+
+				"%d left Pending, %d Sources, %d PodChaperons, %d Leases and %d ClusterSummaries deleted.\n",
+				r.Targets, r.ForcedReleases, r.Replaced, len(r.LeftPending), r.Sources, r.Chaperons, r.Leases, r.Summaries)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&context, "context", "", "kubeconfig context of the cluster (default: the current context)")
+	cmd.Flags().StringVar(&opts.WebhookConfiguration, "webhook-configuration", "",
+		"name of the elect webhook's MutatingWebhookConfiguration, deleted first (the chart's: <release>-elect)")
+	cmd.Flags().DurationVar(&opts.Timeout, "timeout", opts.Timeout,
+		"how long to wait for the controller-manager to release the Targets, and for the PodChaperons to be gone")
+	return cmd
+}
+
+// configFor is the client configuration of a kubeconfig context (the
+// current one if context is empty) or, when there is no kubeconfig at all
+// and this runs in a pod, of the pod's own cluster; and a description of it
+// for messages.
+func configFor(loader clientcmd.ClientConfigLoader, context string) (*rest.Config, string, error) {
+	if raw, err := loader.Load(); err == nil && len(raw.Contexts) == 0 && context == "" {
+		if cfg, err := rest.InClusterConfig(); err == nil {
+			return cfg, "this pod's cluster", nil
+		}
+	}
+	c, err := join.ClusterFromKubeconfig(loader, context)
+	if err != nil {
+		return nil, "", fmt.Errorf("--context: %w", err)
+	}
+	return c.Config, fmt.Sprintf("%s (context %q)", c.Name, c.Context), nil
 }

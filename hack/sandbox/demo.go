@@ -135,15 +135,21 @@ Stop everything: make demo-down
 	return nil
 }
 
-// install applies the chart's manifests to c and runs its Deployments as
-// local processes.
-func (d *demoRun) install(ctx context.Context, c *framework.Cluster) error {
+// chart is the chart's manifests as the demo installs it (hooks and CRDs
+// included).
+func (d *demoRun) chart(ctx context.Context) ([]*unstructured.Unstructured, error) {
 	manifests, err := framework.RenderChart(ctx, filepath.Join(d.bin, "helm"), d.root,
 		"-f", filepath.Join(d.root, "hack", "demo-values.yaml"))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	objs, err := framework.SplitManifests(manifests)
+	return framework.SplitManifests(manifests)
+}
+
+// install applies the chart's manifests to c and runs its Deployments as
+// local processes.
+func (d *demoRun) install(ctx context.Context, c *framework.Cluster) error {
+	objs, err := d.chart(ctx)
 	if err != nil {
 		return err
 	}
@@ -151,6 +157,9 @@ func (d *demoRun) install(ctx context.Context, c *framework.Cluster) error {
 	var deployments []*appsv1.Deployment
 	configMaps := map[string]*corev1.ConfigMap{}
 	for _, o := range objs {
+		if isHook(o) {
+			continue // Helm runs them at their time (uninstall: see uninstall.go)
+		}
 		switch o.GetKind() {
 		case "Deployment":
 			var dep appsv1.Deployment

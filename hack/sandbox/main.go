@@ -41,14 +41,14 @@ func (n *nodeFlags) Set(v string) error { *n = append(*n, v); return nil }
 
 func run(args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: sandbox up|status|demo|down [flags]")
+		return errors.New("usage: sandbox up|status|demo|uninstall|down [flags]")
 	}
 	verb := args[0]
 	fs := flag.NewFlagSet("sandbox "+verb, flag.ContinueOnError)
 	dir := fs.String("dir", ".sandbox", "folder of the sandbox's state, kubeconfigs and logs")
 	bin := fs.String("bin", "bin", "folder with etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok")
 	targets := fs.Int("targets", 2, "number of target clusters besides the source")
-	root := fs.String("root", ".", "demo: the Flotilla checkout whose charts/flotilla is installed")
+	root := fs.String("root", ".", "demo, uninstall: the Flotilla checkout whose charts/flotilla is installed")
 	reuse := fs.Bool("reuse", false, "up: when a sandbox already runs in --dir, use it instead of failing")
 	var nodes nodeFlags
 	fs.Var(&nodes, "nodes", "change a cluster's nodes: <cluster>=count=N,cpu=Q,memory=Q,pods=N,label.<key>=<value> (repeatable)")
@@ -70,10 +70,12 @@ func run(args []string, out io.Writer) error {
 		return status(ctx, out, *dir)
 	case "demo":
 		return demo(ctx, out, *dir, *bin, *root)
+	case "uninstall":
+		return uninstallDemo(ctx, out, *dir, *bin, *root)
 	case "down":
 		return down(out, *dir)
 	default:
-		return fmt.Errorf("unknown verb %q: want up, status, demo or down", verb)
+		return fmt.Errorf("unknown verb %q: want up, status, demo, uninstall or down", verb)
 	}
 }
 

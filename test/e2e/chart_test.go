@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -289,6 +290,28 @@ func TestChartDefaults(t *testing.T) {
 	g.Expect(w.Rules[0].Resources).To(Equal([]string{"pods"}))
 	g.Expect(r).To(HaveKey("Service/flotilla-webhook"))
 	g.Expect(r).NotTo(HaveKey("Certificate/flotilla-webhook-cert"))
+
+	// The uninstall hook: a pre-delete Job running flotillactl uninstall as
+	// its own account, with the rules generated from pkg/uninstall.
+	var job batchv1.Job
+	r.get(t, "Job/flotilla-uninstall", &job)
+	g.Expect(job.Annotations).To(HaveKeyWithValue("helm.sh/hook", "pre-delete"))
+	g.Expect(job.Annotations).To(HaveKeyWithValue("helm.sh/hook-delete-policy", "before-hook-creation,hook-succeeded"))
+	uc := job.Spec.Template.Spec.Containers[0]
+	g.Expect(uc.Command).To(Equal([]string{"/flotillactl"}))
+	g.Expect(uc.Args).To(Equal([]string{"uninstall", "--webhook-configuration=flotilla-elect", "--timeout=2m"}))
+	g.Expect(job.Spec.Template.Spec.ServiceAccountName).To(Equal("flotilla-uninstall"))
+	g.Expect(*uc.SecurityContext.ReadOnlyRootFilesystem).To(BeTrue())
+	var uninstallRole rbacv1.ClusterRole
+	r.get(t, "ClusterRole/flotilla-uninstall", &uninstallRole)
+	g.Expect(apiequality.Semantic.DeepEqual(uninstallRole.Rules, generatedRules(t, "uninstall/role.yaml"))).To(BeTrue(),
+		"rules of flotilla-uninstall differ from config/rbac/uninstall/role.yaml")
+	for _, key := range []string{"ServiceAccount/flotilla-uninstall", "ClusterRole/flotilla-uninstall", "ClusterRoleBinding/flotilla-uninstall"} {
+		var o metav1.PartialObjectMetadata
+		r.get(t, key, &o)
+		g.Expect(o.Annotations).To(HaveKeyWithValue("helm.sh/hook", "pre-delete"), key)
+		g.Expect(o.Annotations).To(HaveKeyWithValue("helm.sh/hook-weight", "-1"), "%s comes before the Job", key)
+	}
 }
 
 // TestChartCustomValues checks that non-default values reach the manifests.
@@ -322,6 +345,7 @@ func TestChartCustomValues(t *testing.T) {
 	g.Expect(*mwc.Webhooks[0].TimeoutSeconds).To(BeEquivalentTo(3))
 	g.Expect(mwc.Webhooks[0].NamespaceSelector.MatchExpressions).To(HaveLen(1))
 	g.Expect(mwc.Webhooks[0].ClientConfig.Service.Name).To(Equal("fleet-webhook"))
+	g.Expect(r).NotTo(HaveKey("Job/fleet-uninstall"), "uninstall.hook=false")
 }
 
 // TestChartCertManager checks the cert-manager variant: a Certificate and

@@ -107,6 +107,9 @@ func TestMakeDemo(t *testing.T) {
 	}
 	checkTable(t, s, placementTable(t, again))
 
+	// helm uninstall, with proxy pods running and waiting: nothing left.
+	checkUninstall(t, s, root, dir, bin)
+
 	pids := map[string]int{}
 	for _, p := range s.Processes {
 		pids[p.ID()] = p.PID
