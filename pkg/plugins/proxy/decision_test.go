@@ -122,6 +122,16 @@ func TestDecisionRecord(t *testing.T) {
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("PreEnqueue (-want,+got):\n%s", diff)
 			}
+			// A pod that waits for its chosen target says so, once.
+			f.preEnqueue(pod)
+			f.preEnqueue(pod)
+			waiting := f.events.withReason(EventReasonWaitingForTarget)
+			if tc.want == waitingToSee {
+				g.Expect(waiting).To(HaveLen(1))
+				g.Expect(waiting[0].Note).To(ContainSubstring("Committed to team-a/target-1"))
+			} else {
+				g.Expect(waiting).To(BeEmpty())
+			}
 			_, pre, _ := f.runFilters(pod)
 			if diff := cmp.Diff(tc.wantPreFilter, pre.NodeNames); diff != "" {
 				t.Errorf("PreFilter's nodes (-want,+got):\n%s", diff)

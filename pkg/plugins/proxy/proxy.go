@@ -47,6 +47,10 @@ const (
 	EventReasonNoTarget = "NoTargetAvailable"
 	// EventReasonDelegated is the reason of the Event saying where the pod runs.
 	EventReasonDelegated = "Delegated"
+	// EventReasonWaitingForTarget is the reason of the Event saying that
+	// the pod waits for the target it was committed to, which is not
+	// connected or not listed yet.
+	EventReasonWaitingForTarget = "WaitingForChosenTarget"
 )
 
 // Fleet is the plugin's view of the targets: pkg/remote's connections
@@ -104,6 +108,9 @@ type podState struct {
 	// heldOff are targets where the pod cannot start (see cannotStart),
 	// not sent a candidate again before the time given.
 	heldOff map[remote.Key]time.Time
+	// waitingFor is the chosen target the pod was last said to wait for
+	// (one Event per wait).
+	waitingFor remote.Key
 }
 
 var (
@@ -212,8 +219,19 @@ func (pl *Proxy) PreEnqueue(ctx context.Context, pod *corev1.Pod) *fwk.Status {
 	chs := pl.store.get(pod.UID)
 	switch key, ch, c := pl.decision(pod, chs); c {
 	case chosenUnseen:
-		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
-			fmt.Sprintf("waiting to see the candidates in %s, the chosen target (not connected, or not listed yet)", key))
+		msg := fmt.Sprintf("waiting to see the candidates in %s, the chosen target (not connected, or not listed yet)", key)
+		pl.mu.Lock()
+		first := st.waitingFor != key
+		st.waitingFor = key
+		pl.mu.Unlock()
+		if first {
+			// The pod may already be bound there: it waits rather than risk
+			// running twice. Say so where users look.
+			pl.handle.EventRecorder().Eventf(pod, nil, corev1.EventTypeWarning, EventReasonWaitingForTarget, "Scheduling",
+				"Committed to %s (annotation %s), which is not connected or not listed yet: the pod waits for it, "+
+					"since its delegate may already run there; deleting the pod releases it", key, protocol.DecisionAnnotation)
+		}
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, msg)
 	case chosen:
 		switch protocol.VerdictOf(ch).State {
 		case protocol.StateReserved, protocol.StateBinding, protocol.StateBound:
