@@ -75,9 +75,10 @@ type deps struct {
 
 // controllers are the controllers this binary can run, by name.
 var controllers = map[string]func(ctrl.Manager, deps) error{
-	"chaperon": func(mgr ctrl.Manager, _ deps) error {
+	"chaperon": func(mgr ctrl.Manager, d deps) error {
 		return (&chaperon.Reconciler{
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("flotilla-chaperon"),
+			Workers: d.opts.chaperonWorkers,
 		}).SetupWithManager(mgr)
 	},
 	"feedback": func(mgr ctrl.Manager, d deps) error {
@@ -167,6 +168,7 @@ type options struct {
 	leaderElectionID        string
 	controllers             string
 	probeInterval           time.Duration
+	chaperonWorkers         int
 
 	webhookHost           string
 	webhookPort           int
@@ -243,6 +245,8 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 100, "Client burst towards this cluster's API server.")
 	fs.Func("target-api-qps", fmt.Sprintf("Client rate limit (queries per second) towards each target's API server (default %d).", remote.DefaultQPS), float32Flag(&o.targetAPIQPS))
 	fs.IntVar(&o.targetAPIBurst, "target-api-burst", remote.DefaultBurst, "Client burst towards each target's API server.")
+	fs.IntVar(&o.chaperonWorkers, "concurrent-chaperon-syncs", chaperon.DefaultWorkers,
+		"As a target: how many PodChaperons (candidates and delegates of other clusters' pods) are reconciled at once.")
 	fs.DurationVar(&o.probeInterval, "target-probe-interval", 2*time.Second,
 		"How often each target is probed; a target that stops answering is reported within about this long.")
 }

@@ -215,7 +215,8 @@ func TestChartDefaults(t *testing.T) {
 		"--webhook-secret=flotilla-system/flotilla-webhook-cert", "--webhook-configuration=flotilla-elect",
 		"--webhook-dns-names=flotilla-webhook.flotilla-system.svc,flotilla-webhook.flotilla-system.svc.cluster.local",
 		"--kubelet-port=10250", "--orphan-grace-period=15m", "--source-lease-duration=1m",
-		"--kube-api-qps=50", "--kube-api-burst=100", "--target-api-qps=100", "--target-api-burst=200"))
+		"--kube-api-qps=50", "--kube-api-burst=100", "--target-api-qps=100", "--target-api-burst=200",
+		"--concurrent-chaperon-syncs=8"))
 	g.Expect(c.Env).To(ContainElement(HaveField("Name", "POD_IP")))
 	g.Expect(c.LivenessProbe.HTTPGet.Path).To(Equal("/healthz"))
 	g.Expect(c.ReadinessProbe.HTTPGet.Path).To(Equal("/readyz"))

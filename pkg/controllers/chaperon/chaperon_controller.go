@@ -17,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -60,7 +61,15 @@ type Reconciler struct {
 	Recorder events.EventRecorder
 	// Clock stamps the conditions the reconciler writes; nil is the real clock.
 	Clock clock.PassiveClock
+	// Workers is how many chaperons are reconciled at once
+	// (DefaultWorkers if 0): each candidate costs a few reconciles, most of
+	// them waiting for the API server, so one worker is the first queue to
+	// grow when sources fan out.
+	Workers int
 }
+
+// DefaultWorkers is the default of Reconciler.Workers.
+const DefaultWorkers = 8
 
 // +kubebuilder:rbac:groups=multicluster.admiralty.io,resources=podchaperons,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=multicluster.admiralty.io,resources=podchaperons/status,verbs=get;update;patch
@@ -368,8 +377,13 @@ func apiMessage(err error) string {
 // SetupWithManager watches chaperons and their candidate pods, and the
 // deletion of pods that hold a chaperon's name without being its candidate.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	workers := r.Workers
+	if workers <= 0 {
+		workers = DefaultWorkers
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("chaperon").
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		For(&multiclusterv1alpha1.PodChaperon{}).
 		Owns(&corev1.Pod{}).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(nameFreed())).
