@@ -75,6 +75,20 @@ tolerations:
 			pod: userPod(map[string]string{protocol.ElectAnnotation: "", protocol.ProxyPodSchedulingConstraintsAnnotation: `{"affinity":{"podAffinity":{}}}`})},
 		{name: "too large to save", wantErr: "too large to elect",
 			pod: userPod(map[string]string{protocol.ElectAnnotation: "", "big": strings.Repeat("x", 200*1024)})},
+		{name: "too large to save: the annotation to blame is named", wantErr: "the largest is big (204803 bytes, counted twice)",
+			pod: userPod(map[string]string{protocol.ElectAnnotation: "", "big": strings.Repeat("x", 200*1024)})},
+		{name: "too large to save, in the spec: no annotation blamed", wantErr: "annotations would take",
+			pod: withSpec(userPod(elect), func(s *corev1.PodSpec) {
+				s.Containers[0].Env = []corev1.EnvVar{{Name: "BIG", Value: strings.Repeat("x", 300*1024)}}
+			})},
+		{name: "another scheduler", wantErr: `annotation multicluster.admiralty.io/elect hands the pod to Flotilla's scheduler (admiralty-proxy; its delegate in the target to admiralty-candidate), but the pod sets schedulerName "my-scheduler"`,
+			pod: withSpec(userPod(elect), func(s *corev1.PodSpec) { s.SchedulerName = "my-scheduler" })},
+		{name: "the candidate scheduler", wantErr: `sets schedulerName "admiralty-candidate"`,
+			pod: withSpec(userPod(elect), func(s *corev1.PodSpec) { s.SchedulerName = protocol.CandidateSchedulerName })},
+		{name: "the default scheduler named, as API defaulting does", pod: withSpec(userPod(elect), func(s *corev1.PodSpec) { s.SchedulerName = corev1.DefaultSchedulerName }),
+			wantProxy: true, wantSelNode: map[string]string{protocol.VirtualKubeletProviderKey: protocol.VirtualKubeletProvider}},
+		{name: "a node name", wantErr: `annotation multicluster.admiralty.io/elect asks Flotilla to place the pod, but the pod sets spec.nodeName "admiralty-eu", which skips scheduling`,
+			pod: withSpec(userPod(elect), func(s *corev1.PodSpec) { s.NodeName = "admiralty-eu" })},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -133,6 +147,54 @@ tolerations:
 			}
 			if diff := cmp.Diff(pod, again); diff != "" {
 				t.Errorf("second mutation changed the proxy (-first,+second):\n%s", diff)
+			}
+		})
+	}
+}
+
+func withSpec(pod *corev1.Pod, mutate func(*corev1.PodSpec)) *corev1.Pod {
+	mutate(&pod.Spec)
+	return pod
+}
+
+// An elected pod must leave AnnotationHeadroom free under the API server's
+// limit, for the decision record and the annotations fed back later: one
+// that would fit the limit but not the headroom is denied, with its
+// largest annotation named.
+func TestMutateToProxyAnnotationHeadroom(t *testing.T) {
+	padded := func(n int) *corev1.Pod {
+		return userPod(map[string]string{protocol.ElectAnnotation: "", "example.com/pad": strings.Repeat("x", n)})
+	}
+	// Each byte of the pad counts twice: on the pod and in its saved manifest.
+	base := padded(0)
+	if err := MutateToProxy(base); err != nil {
+		t.Fatal(err)
+	}
+	room := MaxProxyAnnotationsSize - annotationsSize(base.Annotations)
+	for _, tc := range []struct {
+		name    string
+		pad     int
+		wantErr string
+	}{
+		{name: "just within the headroom", pad: room / 2},
+		{name: "just over, within the API server's limit", pad: room/2 + 1,
+			wantErr: "more than the 258048 a proxy pod may use (the API server's limit of 262144, less 4096 for Flotilla's own annotations); the largest is example.com/pad"},
+		{name: "at the API server's limit", pad: (room + AnnotationHeadroom) / 2, wantErr: "too large to elect"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := padded(tc.pad)
+			err := MutateToProxy(pod)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("MutateToProxy(): %v", err)
+				}
+				if got := annotationsSize(pod.Annotations); got != MaxProxyAnnotationsSize && got != MaxProxyAnnotationsSize-1 {
+					t.Errorf("annotations take %d bytes, want the most allowed, %d (or one less)", got, MaxProxyAnnotationsSize)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("MutateToProxy() error = %v, want one containing %q", err, tc.wantErr)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package scheduling
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,13 +13,18 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8stypes "k8s.io/apimachinery/pkg/types"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
 	"github.com/flotilla-io/flotilla/pkg/controllers/follow"
 	"github.com/flotilla-io/flotilla/pkg/plugins/proxy"
 	"github.com/flotilla-io/flotilla/pkg/protocol"
+	"github.com/flotilla-io/flotilla/pkg/webhook"
 	"github.com/flotilla-io/flotilla/test/framework"
 )
 
@@ -98,6 +104,78 @@ func badTarget(g Gomega, ctx context.Context, ns, name string, data []byte, key,
 	return tgt
 }
 
+// editKubeconfig returns kubeconfig data changed by edit (on every
+// cluster and user).
+func editKubeconfig(g Gomega, data []byte, edit func(*clientcmdapi.Cluster, *clientcmdapi.AuthInfo)) []byte {
+	kc, err := clientcmd.Load(data)
+	g.Expect(err).NotTo(HaveOccurred())
+	for name, cluster := range kc.Clusters {
+		for _, user := range kc.AuthInfos {
+			edit(cluster, user)
+		}
+		kc.Clusters[name] = cluster
+	}
+	out, err := clientcmd.Write(*kc)
+	g.Expect(err).NotTo(HaveOccurred())
+	return out
+}
+
+// paddedConstraints are proxy scheduling constraints, in YAML, that admit
+// every target, padded with n names of no cluster: each adds 12 bytes to
+// the annotation and 12 to the saved manifest (nothing to escape in JSON).
+func paddedConstraints(n int) string {
+	var b strings.Builder
+	b.WriteString("affinity:\n  nodeAffinity:\n    requiredDuringSchedulingIgnoredDuringExecution:\n      nodeSelectorTerms:\n" +
+		"      - matchExpressions:\n        - key: " + protocol.ClusterNameLabel + "\n          operator: In\n" +
+		"          values: [" + framework.TargetName(1) + ", " + framework.TargetName(2))
+	for i := range n {
+		fmt.Fprintf(&b, ", pad-%06d", i)
+	}
+	b.WriteString("]\n")
+	return b.String()
+}
+
+// annotationsSize is the size of a pod's annotations as the API server
+// counts it.
+func annotationsSize(pod *corev1.Pod) int {
+	size := 0
+	for k, v := range pod.Annotations {
+		size += len(k) + len(v)
+	}
+	return size
+}
+
+// constrainedAtLimit is an elected pod whose padded constraints bring its
+// annotations, saved manifest included, to within 24 bytes of the most the
+// webhook accepts (over it by as much if over), measured by a server-side
+// dry run of the same pod.
+func constrainedAtLimit(g Gomega, ctx context.Context, ns, name string, over bool) *corev1.Pod {
+	probe := constrained(ns, name, paddedConstraints(0))
+	g.Expect(fleet.Source.Client.Create(ctx, probe, client.DryRunAll)).To(Succeed())
+	g.Expect(probe.Annotations).To(HaveKey(protocol.SourcePodManifestAnnotation), "the dry run went through the webhook")
+	n := (webhook.MaxProxyAnnotationsSize - annotationsSize(probe)) / 24
+	if over {
+		n++
+	}
+	return constrained(ns, name, paddedConstraints(n))
+}
+
+// chaperonUID is the UID of the one chaperon of pod in the target named
+// target.
+func chaperonUID(g Gomega, ctx context.Context, pod *corev1.Pod, target string) k8stypes.UID {
+	for _, c := range fleet.Targets {
+		if c.Name != target {
+			continue
+		}
+		var list multiclusterv1alpha1.PodChaperonList
+		g.Expect(c.Client.List(ctx, &list, client.InNamespace(pod.Namespace), client.MatchingLabels{protocol.ProxyPodUIDLabel: string(pod.UID)})).To(Succeed())
+		g.Expect(list.Items).To(HaveLen(1))
+		return list.Items[0].UID
+	}
+	g.Expect(target).To(BeEmpty(), "no such target")
+	return ""
+}
+
 // TestBadInput is the catalogue of mistakes users make: each gets a clear
 // admission error, condition or event naming the problem; no component
 // crashes, and a pod placed before keeps running with its one delegate.
@@ -145,6 +223,34 @@ func TestBadInput(t *testing.T) {
 			err := fleet.Source.Client.Create(ctx, pod)
 			return rejected(err, "no-such-class")
 		}},
+		{name: "constraints that fill the annotations just below the limit", do: func(t *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			// Accepted, and there is room left for the decision record.
+			pod := constrainedAtLimit(g, ctx, ns, "just-below", false)
+			g.Expect(fleet.Source.Client.Create(ctx, pod)).To(Succeed())
+			t.Logf("annotations: %d bytes (the webhook's limit: %d)", annotationsSize(pod), webhook.MaxProxyAnnotationsSize)
+			g.Expect(annotationsSize(pod)).To(BeNumerically(">", webhook.MaxProxyAnnotationsSize-24))
+			return func(g Gomega) {
+				target := expectDelegated(g, ctx, pod)
+				g.Expect(pod.Annotations).To(HaveKeyWithValue(protocol.DecisionAnnotation, protocol.DecisionMark(target, chaperonUID(g, ctx, pod, target))))
+			}
+		}},
+		{name: "constraints that fill the annotations just above the limit", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			err := fleet.Source.Client.Create(ctx, constrainedAtLimit(g, ctx, ns, "just-above", true))
+			return rejected(err, "too large to elect", "the largest is "+protocol.ProxyPodSchedulingConstraintsAnnotation)
+		}},
+		// Fields that election overrides.
+		{name: "the elect annotation on a pod naming another scheduler", do: func(_ *testing.T, _ Gomega, ctx context.Context, ns string) func(Gomega) {
+			pod := elected(ns, "p", "100m", nil)
+			pod.Spec.SchedulerName = "my-scheduler"
+			err := fleet.Source.Client.Create(ctx, pod)
+			return rejected(err, protocol.ElectAnnotation, `sets schedulerName "my-scheduler"`, "remove one or the other")
+		}},
+		{name: "the elect annotation on a pod with a node name", do: func(_ *testing.T, _ Gomega, ctx context.Context, ns string) func(Gomega) {
+			pod := elected(ns, "p", "100m", nil)
+			pod.Spec.NodeName = "admiralty-" + framework.TargetName(1)
+			err := fleet.Source.Client.Create(ctx, pod)
+			return rejected(err, protocol.ElectAnnotation, `sets spec.nodeName "admiralty-`+framework.TargetName(1)+`"`, protocol.ClusterNameLabel)
+		}},
 		// Pods that cannot go anywhere say why, per cluster.
 		{name: "a pod that fits no target", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
 			pod := elected(ns, "huge", "1000", nil)
@@ -179,6 +285,16 @@ func TestBadInput(t *testing.T) {
 			})
 			g.Expect(fleet.Source.Client.Create(ctx, pod)).To(Succeed())
 			return func(g Gomega) { g.Expect(expectDelegated(g, ctx, pod)).To(Equal(framework.TargetName(2))) }
+		}},
+		{name: "a garbled decision record", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			// Not "<target>@<chaperon UID>": void, and replaced by the
+			// proxy scheduler's own record once it decides.
+			pod := elected(ns, "garbled", "100m", map[string]string{protocol.DecisionAnnotation: "{{ not a <target>@<uid> record"})
+			g.Expect(fleet.Source.Client.Create(ctx, pod)).To(Succeed())
+			return func(g Gomega) {
+				target := expectDelegated(g, ctx, pod)
+				g.Expect(pod.Annotations).To(HaveKeyWithValue(protocol.DecisionAnnotation, protocol.DecisionMark(target, chaperonUID(g, ctx, pod, target))))
+			}
 		}},
 		{name: "the elect annotation in a namespace not enabled", do: func(t *testing.T, g Gomega, ctx context.Context, _ string) func(Gomega) {
 			plain := fleet.Source.CreateNamespace(t, nil)
@@ -232,6 +348,90 @@ func TestBadInput(t *testing.T) {
 			g.Expect(err).NotTo(HaveOccurred())
 			tgt := badTarget(g, ctx, ns, "stranger", cfg, "", "")
 			return targetCondition(tgt, multiclusterv1alpha1.ReasonForbidden, "create a Source (or ClusterSource)")
+		}},
+		{name: "a Target whose kubeconfig runs an exec plugin", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			// A kubeconfig copied from a laptop, as for a managed cluster.
+			cfg := editKubeconfig(g, good, func(_ *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
+				u.Token = ""
+				u.Exec = &clientcmdapi.ExecConfig{APIVersion: "client.authentication.k8s.io/v1beta1", Command: "aws",
+					Args: []string{"eks", "get-token", "--cluster-name", "prod"}}
+			})
+			tgt := badTarget(g, ctx, ns, "exec", cfg, "", "")
+			return targetCondition(tgt, multiclusterv1alpha1.ReasonKubeconfigInvalid, "uses an exec credential plugin, which is not allowed")
+		}},
+		{name: "a Target whose kubeconfig refers to a CA file", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			cfg := editKubeconfig(g, good, func(c *clientcmdapi.Cluster, _ *clientcmdapi.AuthInfo) {
+				c.CertificateAuthorityData = nil
+				c.CertificateAuthority = "/home/me/.minikube/ca.crt"
+			})
+			tgt := badTarget(g, ctx, ns, "ca-file", cfg, "", "")
+			return targetCondition(tgt, multiclusterv1alpha1.ReasonKubeconfigInvalid, `refers to the file "/home/me/.minikube/ca.crt": embed it as certificate-authority-data`)
+		}},
+		{name: "a Target with an invalid excluded-labels regexp", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			g.Expect(fleet.Source.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad-regexp"},
+				Data: map[string][]byte{"config": good}})).To(Succeed())
+			tgt := &multiclusterv1alpha1.Target{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad-regexp"},
+				Spec: multiclusterv1alpha1.TargetSpec{KubeconfigSecret: &multiclusterv1alpha1.KubeconfigSecret{Name: "bad-regexp"},
+					ExcludedLabelsRegexp: ptr.To(`^node\.kubernetes\.io/(`)}}
+			g.Expect(fleet.Source.Client.Create(ctx, tgt)).To(Succeed())
+			return targetCondition(tgt, multiclusterv1alpha1.ReasonInvalidSpec, "spec.excludedLabelsRegexp")
+		}},
+		{name: "a Target both self and with a Secret", do: func(_ *testing.T, _ Gomega, ctx context.Context, ns string) func(Gomega) {
+			err := fleet.Source.Client.Create(ctx, &multiclusterv1alpha1.Target{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "both"},
+				Spec: multiclusterv1alpha1.TargetSpec{Self: true, KubeconfigSecret: &multiclusterv1alpha1.KubeconfigSecret{Name: "both"}}})
+			return rejected(err, "set exactly one of self: true or kubeconfigSecret")
+		}},
+		{name: "a Target with an empty Secret name", do: func(_ *testing.T, _ Gomega, ctx context.Context, ns string) func(Gomega) {
+			err := fleet.Source.Client.Create(ctx, &multiclusterv1alpha1.Target{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "unnamed"},
+				Spec: multiclusterv1alpha1.TargetSpec{KubeconfigSecret: &multiclusterv1alpha1.KubeconfigSecret{}}})
+			return rejected(err, "spec.kubeconfigSecret.name")
+		}},
+		{name: "a Target's Secret broken while a pod runs through it", do: func(t *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			// A Target of this namespace, so that the fleet's stay as they are.
+			tgt, virtualNode := teamTarget(t, ns)
+			pod := pinned(ns, "through-team", virtualNode)
+			g.Expect(fleet.Source.Client.Create(ctx, pod)).To(Succeed())
+			var delegate k8stypes.UID
+			untouched := func(g Gomega) {
+				g.Expect(fleet.Source.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)).To(Succeed())
+				g.Expect(pod.Spec.NodeName).To(Equal(virtualNode))
+				g.Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
+				g.Expect(pod.DeletionTimestamp).To(BeNil())
+				candidates := candidatesOf(g, ctx, ns, pod.UID)
+				g.Expect(keys(candidates)).To(Equal([]string{t1.Name}))
+				g.Expect(candidates[t1.Name]).To(HaveLen(1))
+				d := candidates[t1.Name][0]
+				g.Expect(d.Status.Phase).To(Equal(corev1.PodRunning))
+				g.Expect(d.DeletionTimestamp).To(BeNil())
+				if delegate == "" {
+					delegate = d.UID
+				}
+				g.Expect(d.UID).To(Equal(delegate), "the delegate was replaced")
+			}
+			g.Eventually(untouched, framework.PodTimeout, framework.Interval).Should(Succeed())
+
+			secret := &corev1.Secret{}
+			key := client.ObjectKey{Namespace: ns, Name: tgt.Spec.KubeconfigSecret.Name}
+			g.Expect(fleet.Source.Client.Get(ctx, key, secret)).To(Succeed())
+			kubeconfig := secret.Data["config"]
+			secret.Data["config"] = []byte("{{not yaml")
+			g.Expect(fleet.Source.Client.Update(ctx, secret)).To(Succeed())
+			g.Eventually(targetCondition(tgt, multiclusterv1alpha1.ReasonKubeconfigInvalid, "is not a valid kubeconfig"),
+				framework.ShortTimeout, framework.Interval).Should(Succeed())
+			untouched(g)
+
+			// Restored before the target collects what the source no
+			// longer renews (3 s + 8 s here, 1 min + 15 min by default).
+			g.Expect(fleet.Source.Client.Get(ctx, key, secret)).To(Succeed())
+			secret.Data["config"] = kubeconfig
+			g.Expect(fleet.Source.Client.Update(ctx, secret)).To(Succeed())
+			g.Eventually(func(g Gomega) {
+				g.Expect(fleet.Source.Client.Get(ctx, client.ObjectKeyFromObject(tgt), tgt)).To(Succeed())
+				g.Expect(meta.IsStatusConditionTrue(tgt.Status.Conditions, multiclusterv1alpha1.ConditionReady)).To(BeTrue(), "%v", tgt.Status.Conditions)
+			}, framework.ShortTimeout, framework.Interval).Should(Succeed())
+			// Past the time the target would have collected the delegate.
+			g.Consistently(untouched, 12*time.Second, framework.Interval).Should(Succeed())
+			return untouched
 		}},
 		// Sources (a target's source controller).
 		{name: "a Source naming a missing ServiceAccount", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
