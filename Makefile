@@ -47,6 +47,10 @@ test-e2e: tools build ## End-to-end tests on a sandbox of their own (or FLOTILLA
 test-resilience: tools build ## Target loss and return: a target's API server stopped, then the source's access to it revoked, under an elected Deployment.
 	FLOTILLA_BIN=$(BIN) $(GO) test $(GOTESTFLAGS) -count=1 -timeout 30m -v ./test/e2e/resilience/ 2>&1 | hack/test-summary.sh
 
+.PHONY: test-isolation
+test-isolation: tools build ## Two sources sharing a target: neither's identity reaches the other's chaperons, delegates, followers or streams; the target's Pod Security holds; Secrets follow only their pods.
+	FLOTILLA_BIN=$(BIN) $(GO) test $(GOTESTFLAGS) -count=1 -timeout 30m -v ./test/e2e/isolation/ 2>&1 | hack/test-summary.sh
+
 CHAOS_PODS     ?= 1000
 CHAOS_KILLS    ?= 15
 CHAOS_INTERVAL ?= 4s
