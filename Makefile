@@ -91,6 +91,7 @@ manifests: ## Generate CRDs (config/crd/bases), RBAC (config/rbac, incl. the uni
 	$(CONTROLLER_GEN) rbac:roleName=flotilla-uninstall paths=./pkg/uninstall/... output:rbac:artifacts:config=config/rbac/uninstall
 	$(CONTROLLER_GEN) webhook paths=./pkg/webhook/... output:webhook:artifacts:config=config/webhook
 	$(GO) run ./hack/gen-source-roles > config/rbac/source-roles.yaml
+	$(GO) run ./hack/gen-source-roles -policies > config/rbac/source-policies.yaml
 	hack/sync-chart.sh
 
 .PHONY: generate

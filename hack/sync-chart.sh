@@ -16,6 +16,7 @@ cp config/rbac/proxy-scheduler/role.yaml "$chart/files/rbac/proxy-scheduler.yaml
 cp config/rbac/candidate-scheduler/role.yaml "$chart/files/rbac/candidate-scheduler.yaml"
 cp config/rbac/uninstall/role.yaml "$chart/files/rbac/uninstall.yaml"
 cp config/rbac/source-roles.yaml "$chart/files/rbac/source-roles.yaml"
+cp config/rbac/source-policies.yaml "$chart/files/rbac/source-policies.yaml"
 cp config/webhook/manifests.yaml "$chart/files/webhook.yaml"
 
 # The kustomization of the generated CRDs lists every one of them.

@@ -9,6 +9,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -286,4 +287,79 @@ func TestSourcesCannotReachEachOther(t *testing.T) {
 				"kubectl %s on a pod bound by hand to A's virtual node", args[0])
 		}
 	})
+}
+
+// A source writes its followers without reading them, but the API server
+// answers a write with the object written: the target's admission
+// policies (pkg/controllers/source.Policies) keep a source's writes to what
+// Flotilla made for a source, so no write, not even a no-op patch or a dry
+// run, reads or changes the target's own objects in the source's
+// namespace.
+func TestSourceCannotReadTheTargetsOwnObjects(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	shared := cluster(t, sharedTarget)
+	a := tenantA(t)
+	const secretValue = "target-admin-only"
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: a.ns, Name: "target-owned"},
+		StringData: map[string]string{"token": secretValue}}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: a.ns, Name: "target-owned"}, Data: map[string]string{"token": secretValue}}
+	create(t, shared, secret)
+	create(t, shared, cm)
+	as := a.in(t, shared)
+	cl, err := client.New(as.RESTConfig, client.Options{Scheme: framework.Scheme})
+	g.Expect(err).NotTo(HaveOccurred())
+
+	// The follow controller's own probe: a JSON patch that only tests a
+	// label, which answers with the object when the test passes.
+	probe := func(obj client.Object) func(context.Context) error {
+		return func(ctx context.Context) error {
+			patch := `[{"op":"test","path":"/metadata/name","value":"target-owned"}]`
+			return cl.Patch(ctx, obj.DeepCopyObject().(client.Object), client.RawPatch(types.JSONPatchType, []byte(patch)))
+		}
+	}
+	emptyPatch := func(obj client.Object) func(context.Context) error {
+		return func(ctx context.Context) error {
+			return cl.Patch(ctx, obj.DeepCopyObject().(client.Object), client.RawPatch(types.MergePatchType, []byte(`{}`)), client.DryRunAll)
+		}
+	}
+	update := func(obj client.Object) func(context.Context) error {
+		return func(ctx context.Context) error {
+			o := obj.DeepCopyObject().(client.Object)
+			if err := shared.Client.Get(ctx, client.ObjectKeyFromObject(obj), o); err != nil {
+				return fmt.Errorf("reading as admin: %w", err)
+			}
+			o.SetLabels(map[string]string{protocol.FollowerLabel: "forged"})
+			return cl.Update(ctx, o, client.DryRunAll)
+		}
+	}
+	del := func(obj client.Object) func(context.Context) error {
+		return func(ctx context.Context) error {
+			return cl.Delete(ctx, obj.DeepCopyObject().(client.Object), client.DryRunAll)
+		}
+	}
+	for _, obj := range []client.Object{secret, cm} {
+		kind := fmt.Sprintf("%T", obj)[len("*v1."):]
+		for name, try := range map[string]func(context.Context) error{
+			"a no-op JSON patch": probe(obj), "an empty merge patch (dry run)": emptyPatch(obj),
+			"an update labelling it a follower (dry run)": update(obj), "a delete (dry run)": del(obj),
+		} {
+			t.Run(name+" of the target's "+kind, func(t *testing.T) {
+				g := NewWithT(t)
+				// The policy's parameters (the Sources) reach the API
+				// server's admission through an informer.
+				g.Eventually(func(g Gomega) {
+					err := try(t.Context())
+					g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "want Forbidden, got %v", err)
+					g.Expect(err.Error()).To(ContainSubstring("may update or delete only what Flotilla made for a source"))
+					g.Expect(err.Error()).NotTo(ContainSubstring(secretValue))
+				}, framework.ShortTimeout, framework.Interval).Should(Succeed())
+			})
+		}
+	}
+	// Untouched.
+	have := &corev1.Secret{}
+	g.Expect(shared.Client.Get(ctx, client.ObjectKeyFromObject(secret), have)).To(Succeed())
+	g.Expect(have.Labels).NotTo(HaveKey(protocol.FollowerLabel))
+	g.Expect(string(have.Data["token"])).To(Equal(secretValue))
 }
