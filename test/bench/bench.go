@@ -332,6 +332,7 @@ func measureFlotilla(ctx context.Context, o Options, s *framework.Sandbox, f *fr
 			})
 		}
 	}
+	cpuBefore := sampleCPU(s, f)
 	rec.start = time.Now()
 	if err := load(ctx, o, label, cs, ns, rate, rec, func(i int) *corev1.Pod {
 		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("elected-%05d", i), Namespace: ns,
@@ -339,6 +340,7 @@ func measureFlotilla(ctx context.Context, o Options, s *framework.Sandbox, f *fr
 	}); err != nil {
 		return nil, err
 	}
+	cpuAfter := sampleCPU(s, f)
 	profiles.Wait()
 	after, err := costs(ctx, f)
 	if err != nil {
@@ -363,6 +365,7 @@ func measureFlotilla(ctx context.Context, o Options, s *framework.Sandbox, f *fr
 	r.Flotilla = true
 	r.CreateRetries = rec.retries()
 	r.setCosts(before, after, f)
+	r.CPU, r.MachineBusy = cpuUse(cpuBefore, cpuAfter)
 	for name, p := range f.Components {
 		rss, err := peakRSS(p.PID)
 		if err == nil {
@@ -525,20 +528,23 @@ func deleteFleetNamespace(ctx context.Context, f *framework.Fleet, name string) 
 
 // snapshot is the API write counters at one moment.
 type snapshot struct {
-	// server writes per cluster name (apiserver_request_total).
-	server map[string]float64
+	// server writes per cluster name (apiserver_request_total), in all
+	// and by verb and resource.
+	server     map[string]float64
+	byResource map[string]map[string]float64
 	// remote writes of the source's components per target host.
 	remote map[string]float64
 }
 
 func costs(ctx context.Context, f *framework.Fleet) (snapshot, error) {
-	s := snapshot{server: map[string]float64{}, remote: map[string]float64{}}
+	s := snapshot{server: map[string]float64{}, byResource: map[string]map[string]float64{}, remote: map[string]float64{}}
 	for _, c := range append([]*framework.Cluster{f.Source}, f.Targets...) {
-		w, err := apiWrites(ctx, c)
+		w, by, err := apiWrites(ctx, c)
 		if err != nil {
 			return s, err
 		}
 		s.server[c.Name] = w
+		s.byResource[c.Name] = by
 	}
 	for _, component := range []string{"proxy-scheduler", "source-controller-manager"} {
 		w, err := clientWrites(ctx, f, component)
@@ -557,6 +563,17 @@ func (r *Result) setCosts(before, after snapshot, f *framework.Fleet) {
 	r.WritesPerPod = map[string]float64{}
 	for name := range maps.Keys(after.server) {
 		r.WritesPerPod[name] = (after.server[name] - before.server[name]) / pods
+	}
+	// By resource, in the source and the first target.
+	r.WritesByResource = map[string]map[string]float64{}
+	for _, name := range []string{f.Source.Name, f.Targets[0].Name} {
+		by := map[string]float64{}
+		for key, v := range after.byResource[name] {
+			if d := (v - before.byResource[name][key]) / pods; d >= 0.05 {
+				by[key] = d
+			}
+		}
+		r.WritesByResource[name] = by
 	}
 	remote := 0.0
 	for _, t := range f.Targets {

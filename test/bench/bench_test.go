@@ -63,12 +63,21 @@ func TestSmoke(t *testing.T) {
 		if len(r.PeakRSS) != 6 {
 			t.Errorf("%s: peak RSS of %d processes, want 6: %v", r.Load, len(r.PeakRSS), r.PeakRSS)
 		}
+		// Every API server worked, and so did the proxy scheduler.
+		for _, name := range []string{"source/kube-apiserver", "target-1/kube-apiserver", "target-2/kube-apiserver", "proxy-scheduler"} {
+			if r.CPU[name] <= 0 {
+				t.Errorf("%s: no CPU time for %s: %v", r.Load, name, r.CPU)
+			}
+		}
+		if r.MachineBusy <= 0 || r.MachineBusy > 1 {
+			t.Errorf("%s: machine busy %.2f, want in (0, 1]", r.Load, r.MachineBusy)
+		}
 	}
 	md, err := os.ReadFile(filepath.Join(out, "results.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"pods/s", "vanilla", "| 2 | all | 10 pods/s |", "| 2 | all | saturation |"} {
+	for _, want := range []string{"pods/s", "vanilla", "| 2 | all | 10 pods/s |", "| 2 | all | saturation |", "machine busy"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("results.md lacks %q:\n%s", want, md)
 		}

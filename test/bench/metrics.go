@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -71,17 +72,32 @@ func (d *dto) sum(match func(map[string]string) bool) float64 {
 }
 
 // apiWrites is the number of write requests a cluster's kube-apiserver has
-// served (apiserver_request_total), from every client.
-func apiWrites(ctx context.Context, c *framework.Cluster) (float64, error) {
+// served (apiserver_request_total), from every client, in all and by
+// "VERB resource[/subresource]".
+func apiWrites(ctx context.Context, c *framework.Cluster) (float64, map[string]float64, error) {
 	body, err := c.Clientset.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("metrics of %s's kube-apiserver: %w", c.Name, err)
+		return 0, nil, fmt.Errorf("metrics of %s's kube-apiserver: %w", c.Name, err)
 	}
 	m, err := parseMetrics(string(body))
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	return m["apiserver_request_total"].sum(func(l map[string]string) bool { return writeVerbs[l["verb"]] }), nil
+	total, by := 0.0, map[string]float64{}
+	if d := m["apiserver_request_total"]; d != nil {
+		for _, s := range d.samples {
+			if !writeVerbs[s.labels["verb"]] {
+				continue
+			}
+			key := s.labels["verb"] + " " + s.labels["resource"]
+			if sub := s.labels["subresource"]; sub != "" {
+				key += "/" + sub
+			}
+			total += s.value
+			by[key] += s.value
+		}
+	}
+	return total, by, nil
 }
 
 // clientWrites is the number of write requests a component has sent, per
@@ -135,4 +151,94 @@ func peakRSS(pid int) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmHWM for pid %d", pid)
+}
+
+// clockTicks is the unit of /proc/<pid>/stat's CPU times (USER_HZ, 100 on
+// Linux for every architecture Go supports here).
+const clockTicks = 100
+
+// cpuSeconds is the CPU time (user + system) a process has used.
+func cpuSeconds(pid int) (float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces: fields start
+	// after the last ')', with the state (field 3 of proc(5)).
+	i := strings.LastIndexByte(string(data), ')')
+	fields := strings.Fields(string(data[i+1:]))
+	if i < 0 || len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, data)
+	}
+	utime, err1 := strconv.ParseUint(fields[11], 10, 64)
+	stime, err2 := strconv.ParseUint(fields[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return float64(utime+stime) / clockTicks, nil
+}
+
+// machineCPU is the machine's busy and total CPU time so far, in seconds
+// (every core), from /proc/stat.
+func machineCPU() (busy, total float64, err error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 5 || fields[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: %q", line)
+	}
+	for i, f := range fields[1:] {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		total += float64(v)
+		if i != 3 && i != 4 { // idle, iowait
+			busy += float64(v)
+		}
+	}
+	return busy / clockTicks, total / clockTicks, nil
+}
+
+// cpuSample is the CPU time of every process of the sandbox and the fleet,
+// by name, and the machine's.
+type cpuSample struct {
+	procs       map[string]float64
+	busy, total float64
+}
+
+func sampleCPU(s *framework.Sandbox, f *framework.Fleet) cpuSample {
+	out := cpuSample{procs: map[string]float64{}}
+	add := func(name string, pid int) {
+		if v, err := cpuSeconds(pid); err == nil {
+			out.procs[name] = v
+		}
+	}
+	for _, p := range s.Processes {
+		add(p.ID(), p.PID)
+	}
+	for name, p := range f.Components {
+		add(name, p.PID)
+	}
+	out.busy, out.total, _ = machineCPU()
+	return out
+}
+
+// cpuUse is what each process used between two samples (seconds), and how
+// busy the machine was (0-1, all cores).
+func cpuUse(before, after cpuSample) (map[string]float64, float64) {
+	use := map[string]float64{}
+	for name, v := range after.procs {
+		if b, ok := before.procs[name]; ok && v > b {
+			use[name] = v - b
+		}
+	}
+	busy := 0.0
+	if d := after.total - before.total; d > 0 {
+		busy = (after.busy - before.busy) / d
+	}
+	return use, busy
 }

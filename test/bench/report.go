@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"encoding/csv"
 	"fmt"
 	"io"
@@ -49,6 +50,15 @@ type Result struct {
 	CreateRetries int
 	// PeakRSS of each Flotilla process (bytes), at the end.
 	PeakRSS map[string]uint64
+	// CPU is the CPU time (seconds) each process of the sandbox and the
+	// fleet used during the measurement, and MachineBusy how busy the
+	// machine's cores were (0-1).
+	CPU         map[string]float64
+	MachineBusy float64
+	// WritesByResource are the writes per pod that the source's and the
+	// first target's kube-apiservers served, by "VERB resource[/sub]"
+	// (0.05 per pod or more).
+	WritesByResource map[string]map[string]float64
 	// Vanilla is the stock scheduler's measurement at the same load.
 	Vanilla *Result
 	Timings []PodTiming
@@ -172,6 +182,57 @@ func (r *Report) Markdown(w io.Writer) {
 	for _, res := range r.Results {
 		fmt.Fprintf(w, "| %d | %s | %s | %s | %d | %s |\n", res.Targets, fanOutString(res.FanOut), res.Load, counts(res.PerTarget), res.CreateRetries, rss(res.PeakRSS))
 	}
+	fmt.Fprintln(w, "\nCPU during each measurement: how busy the machine's cores were, the CPU seconds of Flotilla's processes and of the "+
+		"sandbox's (API servers, etcd, controller-managers, schedulers, kwok), and the processes that used the most:")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| targets | fan-out | load | machine busy | Flotilla CPU s | sandbox CPU s | top processes (CPU s) |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	for _, res := range r.Results {
+		flotilla := cpuOf(res.CPU, func(name string) bool { _, ok := res.PeakRSS[name]; return ok })
+		total := cpuOf(res.CPU, func(string) bool { return true })
+		fmt.Fprintf(w, "| %d | %s | %s | %.0f%% | %.1f | %.1f | %s |\n", res.Targets, fanOutString(res.FanOut), res.Load,
+			100*res.MachineBusy, flotilla, total-flotilla, byValue(res.CPU, 6))
+	}
+	fmt.Fprintln(w, "\nAPI writes per pod by verb and resource, as the source's and target-1's kube-apiservers served them (every client):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| targets | fan-out | load | cluster | writes per pod |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
+	for _, res := range r.Results {
+		for _, cluster := range slices.Sorted(maps.Keys(res.WritesByResource)) {
+			fmt.Fprintf(w, "| %d | %s | %s | %s | %s |\n", res.Targets, fanOutString(res.FanOut), res.Load, cluster,
+				byValue(res.WritesByResource[cluster], 0))
+		}
+	}
+}
+
+// byValue formats "key value, ..." of the n largest values of m (all if n
+// is 0), largest first.
+func byValue(m map[string]float64, n int) string {
+	names := slices.SortedFunc(maps.Keys(m), func(a, b string) int {
+		if c := cmp.Compare(m[b], m[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	if n > 0 && len(names) > n {
+		names = names[:n]
+	}
+	parts := make([]string, len(names))
+	for i, name := range names {
+		parts[i] = fmt.Sprintf("%s %.1f", name, m[name])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// cpuOf sums the CPU seconds of the processes whose name matches.
+func cpuOf(m map[string]float64, match func(string) bool) float64 {
+	sum := 0.0
+	for name, v := range m {
+		if match(name) {
+			sum += v
+		}
+	}
+	return sum
 }
 
 func counts(m map[string]int) string {
