@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -87,42 +88,83 @@ func (h *Heartbeat) Start(ctx context.Context) error {
 }
 
 // Beat renews the Leases once, and deletes those of namespaces left
-// without chaperons.
+// without chaperons. Targets are beaten in parallel, each for at most half
+// a Lease, so that a slow or unreachable one holds up no other. A target
+// that is not Ready is still renewed: it may only be slow (its probe timed
+// out on a loaded API server), and a Lease that runs out there would get
+// live workloads collected; its renewal fails if it is really gone. Leases
+// are deleted only in Ready targets, whose chaperons the cache knows.
 func (h *Heartbeat) Beat(ctx context.Context) {
 	h.defaults()
-	logger := ctrl.LoggerFrom(ctx).WithName("heartbeat")
+	type beat struct {
+		key        remote.Key
+		namespaces map[string]bool
+	}
+	var wg sync.WaitGroup
+	beats := make(chan beat, len(h.Fleet.Keys()))
 	for _, key := range h.Fleet.Keys() {
 		cl, err := h.Fleet.Get(key)
-		if err != nil || !cl.Health().Ready {
-			continue
-		}
-		namespaces, err := h.namespaces(ctx, cl)
 		if err != nil {
-			logger.Error(err, "Listing chaperons", "target", key.String())
 			continue
 		}
-		for ns := range namespaces {
-			if err := h.renew(ctx, cl, ns); err != nil {
-				logger.Error(err, "Renewing the source's lease", "target", key.String(), "namespace", ns)
+		known := h.leases[key]
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, h.Duration/2)
+			defer cancel()
+			if namespaces, ok := h.beat(ctx, cl, known); ok {
+				beats <- beat{key, namespaces}
 			}
-		}
-		for ns := range h.leases[key] {
-			if namespaces[ns] {
-				continue
-			}
-			lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: protocol.SourceLeaseName(h.SourceID, key.String())}}
-			if err := cl.GetClient().Delete(ctx, lease); err != nil && !apierrors.IsNotFound(err) {
-				logger.Error(err, "Deleting the source's lease", "target", key.String(), "namespace", ns)
-				namespaces[ns] = true // try again next time
-			}
-		}
-		h.leases[key] = namespaces
+		})
+	}
+	wg.Wait()
+	close(beats)
+	for b := range beats {
+		h.leases[b.key] = b.namespaces
 	}
 	for key := range h.leases {
 		if _, err := h.Fleet.Get(key); err != nil {
 			delete(h.leases, key)
 		}
 	}
+}
+
+// beat renews the Leases of one target and, if it is Ready, deletes those
+// of the namespaces in known (where it kept Leases) left without
+// chaperons. It returns the namespaces where it keeps Leases now, and false
+// if it could not tell.
+func (h *Heartbeat) beat(ctx context.Context, cl remote.Cluster, known map[string]bool) (map[string]bool, bool) {
+	key := cl.Key()
+	ready := cl.Health().Ready
+	logger := ctrl.LoggerFrom(ctx).WithName("heartbeat").WithValues("target", key.String())
+	if !ready {
+		// Errors are expected there: quieter.
+		logger = logger.V(2)
+	}
+	namespaces, err := h.namespaces(ctx, cl)
+	if err != nil {
+		logger.Error(err, "Listing chaperons")
+		return nil, false
+	}
+	for ns := range namespaces {
+		if err := h.renew(ctx, cl, ns); err != nil {
+			logger.Error(err, "Renewing the source's lease", "namespace", ns)
+		}
+	}
+	for ns := range known {
+		if namespaces[ns] {
+			continue
+		}
+		if !ready {
+			namespaces[ns] = true // deleted once the target is Ready
+			continue
+		}
+		lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: protocol.SourceLeaseName(h.SourceID, key.String())}}
+		if err := cl.GetClient().Delete(ctx, lease); err != nil && !apierrors.IsNotFound(err) {
+			logger.Error(err, "Deleting the source's lease", "namespace", ns)
+			namespaces[ns] = true // try again next time
+		}
+	}
+	return namespaces, true
 }
 
 // namespaces are those where this source has chaperons through cl's Target.

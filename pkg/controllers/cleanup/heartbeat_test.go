@@ -64,12 +64,15 @@ type fleet struct {
 	failDelete map[string]bool
 	// refuseChaperonDeletes makes deleting chaperons fail, by cluster.
 	refuseChaperonDeletes map[string]bool
+	// hang makes writing Leases hang until the request's context ends, by
+	// cluster.
+	hang map[string]bool
 }
 
 func newFleet(t *testing.T, objects map[string][]client.Object, connected []remote.Key) *fleet {
 	_, ctx := ktesting.NewTestContext(t)
 	f := &fleet{t: t, ctx: ctx, clients: map[string]client.Client{}, failList: map[string]bool{}, failDelete: map[string]bool{},
-		refuseChaperonDeletes: map[string]bool{}}
+		refuseChaperonDeletes: map[string]bool{}, hang: map[string]bool{}}
 	for _, name := range clusters {
 		f.clients[name] = fake.NewClientBuilder().WithScheme(protocol.Scheme).WithObjects(objects[name]...).
 			WithInterceptorFuncs(interceptor.Funcs{
@@ -78,6 +81,13 @@ func newFleet(t *testing.T, objects map[string][]client.Object, connected []remo
 						return errors.New("podchaperons.multicluster.admiralty.io is forbidden")
 					}
 					return c.List(ctx, list, opts...)
+				},
+				Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+					if _, ok := obj.(*coordinationv1.Lease); ok && f.hang[name] {
+						<-ctx.Done()
+						return ctx.Err()
+					}
+					return c.Patch(ctx, obj, patch, opts...)
 				},
 				Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
 					if _, ok := obj.(*coordinationv1.Lease); ok && f.failDelete[name] {
@@ -193,7 +203,9 @@ func TestBeat(t *testing.T) {
 			want:      map[string][]*coordinationv1.Lease{"eu": {leaseOf(namespace, keyEU, start)}},
 		},
 		{
-			name: "a target that is not Ready: skipped",
+			// Its probe may only have timed out on a loaded API server: a
+			// Lease that runs out would get live workloads collected.
+			name: "a target that is not Ready: renewed all the same",
 			objects: map[string][]client.Object{
 				"eu":   {mine(namespace, "web-0", keyEU)},
 				"down": {mine(namespace, "web-0", keyDown), mine("team-b", "web-0", keyDown), leaseOf(namespace, keyDown, start.Add(-time.Hour))},
@@ -202,7 +214,7 @@ func TestBeat(t *testing.T) {
 			healths:   map[remote.Key]remote.Health{keyDown: notReady},
 			want: map[string][]*coordinationv1.Lease{
 				"eu":   {leaseOf(namespace, keyEU, start)},
-				"down": {leaseOf(namespace, keyDown, start.Add(-time.Hour))},
+				"down": {leaseOf(namespace, keyDown, start), leaseOf("team-b", keyDown, start)},
 			},
 		},
 		{
@@ -238,6 +250,29 @@ func TestBeat(t *testing.T) {
 			h.Beat(f.ctx)
 			f.checkLeases(t, tc.want)
 		})
+	}
+}
+
+// A target whose API server does not answer holds up no other target's
+// renewal: each is beaten in parallel, for at most half a Lease.
+func TestBeatHungTarget(t *testing.T) {
+	f := newFleet(t, map[string][]client.Object{
+		"eu": {mine(namespace, "web-0", keyEU)},
+		"us": {mine(namespace, "web-0", keyUS), leaseOf(namespace, keyUS, start.Add(-time.Hour))},
+	}, []remote.Key{keyUS, keyEU})
+	f.hang["us"] = true
+	h := &Heartbeat{Fleet: f.fake, SourceID: sourceID, Duration: 400 * time.Millisecond, Clock: clocktesting.NewFakeClock(start)}
+	began := time.Now()
+	h.Beat(f.ctx)
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("Beat took %s with a hung target", took)
+	}
+	eu := f.leases("eu")
+	if len(eu) != 1 || !eu[0].Spec.RenewTime.Time.Equal(start) {
+		t.Errorf("eu's leases = %v, want one renewed at %s", eu, start)
+	}
+	if us := f.leases("us"); len(us) != 1 || !us[0].Spec.RenewTime.Time.Equal(start.Add(-time.Hour)) {
+		t.Errorf("us's leases = %v, want the old one", us)
 	}
 }
 
@@ -282,12 +317,12 @@ func TestBeatOverTime(t *testing.T) {
 			want: []*coordinationv1.Lease{leaseOf(namespace, keyEU, at(40*time.Second)), leaseOf("team-b", keyEU, at(40*time.Second))},
 		},
 		{
-			desc: "target not Ready: its leases left as they are",
+			desc: "target not Ready: renewed, the lease of a namespace emptied meanwhile kept",
 			do: []func(){
 				func() { f.fake.Healths[keyEU] = remote.Health{Reason: multiclusterv1alpha1.ReasonUnauthorized} },
 				deleteChaperon(namespace),
 			},
-			want: []*coordinationv1.Lease{leaseOf(namespace, keyEU, at(40*time.Second)), leaseOf("team-b", keyEU, at(40*time.Second))},
+			want: []*coordinationv1.Lease{leaseOf(namespace, keyEU, at(40*time.Second)), leaseOf("team-b", keyEU, at(60*time.Second))},
 		},
 		{
 			desc: "target Ready again: the lease of the namespace emptied meanwhile deleted",
