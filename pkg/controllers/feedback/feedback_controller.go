@@ -37,6 +37,10 @@ const (
 	// ReasonDelegateGone: the proxy pod was deleted because its delegate
 	// (or the delegate's PodChaperon) was deleted in the target.
 	ReasonDelegateGone = "DelegateGone"
+	// ReasonTargetNamespace: the proxy pod is bound to the virtual node of
+	// a Target that serves another namespace (it was bound by hand), so no
+	// delegate can run for it; it fails, as a pod that a kubelet refuses.
+	ReasonTargetNamespace = "TargetServesAnotherNamespace"
 )
 
 // Fleet is what the reconciler needs of the connections to targets.
@@ -95,6 +99,9 @@ func (r *Reconciler) reconcileStatus(ctx context.Context, pod *corev1.Pod) error
 	if !ok {
 		return nil
 	}
+	if key.Namespace != "" && key.Namespace != pod.Namespace {
+		return r.failForNamespace(ctx, pod, node.Name, key)
+	}
 	cl, err := r.Fleet.Get(key)
 	if err != nil {
 		return nil // reconnecting brings a new event
@@ -129,6 +136,30 @@ func (r *Reconciler) reconcileStatus(ctx context.Context, pod *corev1.Pod) error
 		return fmt.Errorf("updating the proxy pod's status: %w", err)
 	}
 	ctrl.LoggerFrom(ctx).V(4).Info("Fed back delegate status", "phase", status.Phase, "target", key.String())
+	return nil
+}
+
+// failForNamespace fails a proxy pod bound to the virtual node of a
+// Target that serves another namespace: the proxy scheduler never does
+// that, a hand-made binding does, and no delegate can run for the pod
+// there (the source may not even read that namespace in the target). Its
+// owner, if any, replaces it, as for a pod its kubelet refuses.
+func (r *Reconciler) failForNamespace(ctx context.Context, pod *corev1.Pod, node string, key remote.Key) error {
+	if terminal(pod.Status.Phase) {
+		return nil
+	}
+	msg := fmt.Sprintf("bound to virtual node %s of Target %s, which serves namespace %s only: no delegate can run for a pod of namespace %s",
+		node, key, key.Namespace, pod.Namespace)
+	updated := pod.DeepCopy()
+	updated.Status.Phase = corev1.PodFailed
+	updated.Status.Reason = ReasonTargetNamespace
+	updated.Status.Message = msg
+	if err := r.Client.Status().Update(ctx, updated); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("failing the proxy pod: %w", err))
+	}
+	if r.Recorder != nil {
+		r.Recorder.Eventf(pod, nil, corev1.EventTypeWarning, ReasonTargetNamespace, "Feedback", "%s", msg)
+	}
 	return nil
 }
 

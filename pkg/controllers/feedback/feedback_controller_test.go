@@ -452,6 +452,9 @@ func TestReconcileStatus(t *testing.T) {
 		wantWrites []string
 		// wantChaperons are the targets' chaperons afterwards; nil: as before.
 		wantChaperons map[remote.Key][]string
+		// wantEvent is the type and reason of the one event expected,
+		// besides DelegateGone when the pod is gone.
+		wantEvent string
 	}{
 		{
 			name:       "status fed back from the delegate",
@@ -587,6 +590,33 @@ func TestReconcileStatus(t *testing.T) {
 			targets:    map[remote.Key][]client.Object{keyA: {chaperonOf("a1", reporting(running()))}, keyB: {chaperonOf("b1")}},
 			wantStatus: proxyPod().Status,
 		},
+		{
+			name:  "bound by hand to the virtual node of a Target of another namespace: it fails, the target untouched",
+			pod:   proxyPod(boundTo(virtualNode(keyOther).Name)),
+			nodes: []client.Object{virtualNode(keyOther)},
+			targets: map[remote.Key][]client.Object{
+				keyOther: {chaperonOf("z1", reporting(running()))},
+			},
+			wantStatus: func() corev1.PodStatus {
+				s := proxyPod().Status
+				s.Phase = corev1.PodFailed
+				s.Reason = ReasonTargetNamespace
+				s.Message = "bound to virtual node " + virtualNode(keyOther).Name + " of Target team-z/z, which serves namespace team-z only: " +
+					"no delegate can run for a pod of namespace " + namespace
+				return s
+			}(),
+			wantWrites: []string{"update source web-0/status"},
+			wantEvent:  "Warning " + ReasonTargetNamespace,
+		},
+		{
+			name:  "failed for its namespace already: no write",
+			pod:   proxyPod(boundTo(virtualNode(keyOther).Name), withStatus(corev1.PodStatus{Phase: corev1.PodFailed, Reason: ReasonTargetNamespace})),
+			nodes: []client.Object{virtualNode(keyOther)},
+			targets: map[remote.Key][]client.Object{
+				keyOther: {chaperonOf("z1", reporting(running()))},
+			},
+			wantStatus: corev1.PodStatus{Phase: corev1.PodFailed, Reason: ReasonTargetNamespace},
+		},
 		{name: "no pod: nothing"},
 	}
 	for _, tc := range cases {
@@ -628,6 +658,9 @@ func TestReconcileStatus(t *testing.T) {
 			var wantEvents []string
 			if tc.wantGone {
 				wantEvents = []string{"Warning " + ReasonDelegateGone}
+			}
+			if tc.wantEvent != "" {
+				wantEvents = append(wantEvents, tc.wantEvent)
 			}
 			var gotEvents []string
 			for _, e := range e.events() {
