@@ -26,7 +26,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	kubeschedulerconfigv1 "k8s.io/kube-scheduler/config/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
 	"github.com/flotilla-io/flotilla/pkg/protocol"
 	"github.com/flotilla-io/flotilla/test/framework"
 )
@@ -208,6 +210,9 @@ func fleetOptions(o Options, k int) framework.FleetOptions {
 		ControllerManagerArgs: []string{
 			fmt.Sprintf("--kube-api-qps=%g", qps), fmt.Sprintf("--kube-api-burst=%d", burst),
 			fmt.Sprintf("--target-api-qps=%g", qps), fmt.Sprintf("--target-api-burst=%d", burst),
+			// The defaults, not the e2e fleet's seconds: an overloaded
+			// sandbox measures throughput, not garbage collection.
+			"--source-lease-duration=1m", "--orphan-grace-period=15m", "--target-probe-interval=2s",
 		},
 		SchedulerVerbosity: 2,
 		SchedulerConfig: func(component string, cfg *kubeschedulerconfigv1.KubeSchedulerConfiguration) {
@@ -338,7 +343,7 @@ func measureFlotilla(ctx context.Context, o Options, s *framework.Sandbox, f *fr
 		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("elected-%05d", i), Namespace: ns,
 			Annotations: map[string]string{protocol.ElectAnnotation: ""}}, Spec: podSpec()}
 	}); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w\n%s", err, diagnose(ctx, f, ns, rec))
 	}
 	cpuAfter := sampleCPU(s, f)
 	profiles.Wait()
@@ -464,7 +469,8 @@ func load(ctx context.Context, o Options, label string, cs kubernetes.Interface,
 		if now := [4]int{c, d, b, r}; now != last {
 			last, lastMove = now, time.Now()
 		} else if time.Since(lastMove) > 2*time.Minute {
-			return fmt.Errorf("%s: stuck at %d created, %d delegates bound, %d bound, %d Running", label, c, d, b, r)
+			return fmt.Errorf("%s: stuck at %d created, %d delegates bound, %d bound, %d Running; not Running: %s",
+				label, c, d, b, r, strings.Join(rec.notRunning(10), ", "))
 		}
 		select {
 		case err := <-errs:
@@ -581,4 +587,41 @@ func (r *Result) setCosts(before, after snapshot, f *framework.Fleet) {
 		remote += after.remote[host] - before.remote[host]
 	}
 	r.RemoteWritesPerPod = remote / pods
+}
+
+// diagnose says, for a few pods that are not Running, where each stands:
+// the proxy pod's phase in the source, its chaperon's reported phase and
+// its delegate's phase and node in the target.
+func diagnose(ctx context.Context, f *framework.Fleet, ns string, rec *recorder) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var lines []string
+	for _, name := range rec.notRunning(5) {
+		name, _, _ = strings.Cut(name, " ")
+		line := name + ":"
+		proxy := &corev1.Pod{}
+		if err := f.Source.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, proxy); err != nil {
+			lines = append(lines, line+" "+err.Error())
+			continue
+		}
+		line += fmt.Sprintf(" proxy %s on %q;", proxy.Status.Phase, proxy.Spec.NodeName)
+		for _, t := range f.Targets {
+			var chs multiclusterv1alpha1.PodChaperonList
+			if err := t.Client.List(ctx, &chs, client.InNamespace(ns), client.MatchingLabels{protocol.ProxyPodUIDLabel: string(proxy.UID)}); err != nil {
+				line += fmt.Sprintf(" %s: %v;", t.Name, err)
+				continue
+			}
+			for _, ch := range chs.Items {
+				line += fmt.Sprintf(" %s chaperon %s status %q", t.Name, ch.Name, ch.Status.Phase)
+				d := &corev1.Pod{}
+				if err := t.Client.Get(ctx, client.ObjectKeyFromObject(&ch), d); err != nil {
+					line += fmt.Sprintf(", delegate: %v;", err)
+					continue
+				}
+				line += fmt.Sprintf(", delegate %s on %q;", d.Status.Phase, d.Spec.NodeName)
+			}
+		}
+		lines = append(lines, line)
+	}
+	return strings.Join(lines, "\n")
 }

@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -104,6 +106,26 @@ func (r *recorder) counts() (created, delegateBound, bound, running int) {
 		}
 	}
 	return
+}
+
+// notRunning names (sorted, at most n) the pods not Running yet, with the
+// target of their delegate if bound.
+func (r *recorder) notRunning(n int) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(r.pods)) {
+		if p := r.pods[name]; p.Running == 0 {
+			if p.Target != "" {
+				name += " (delegate in " + p.Target + ")"
+			}
+			out = append(out, name)
+		}
+	}
+	if len(out) > n {
+		out = append(out[:n], "...")
+	}
+	return out
 }
 
 // timings returns a copy of the pods created in this run.
