@@ -433,6 +433,37 @@ func TestBadInput(t *testing.T) {
 			g.Consistently(untouched, 12*time.Second, framework.Interval).Should(Succeed())
 			return untouched
 		}},
+		{name: "two Targets to one cluster", do: func(t *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
+			// The fleet's ClusterTarget target-1 and a Target of this
+			// namespace both reach target-1: the pod's candidate there can
+			// only be made once, through whichever Target comes first.
+			_, teamNode := teamTarget(t, ns)
+			// Both virtual nodes ready, so that the pod's candidates go
+			// to both Targets.
+			g.Eventually(func(g Gomega) {
+				node := &corev1.Node{}
+				g.Expect(fleet.Source.Client.Get(ctx, client.ObjectKey{Name: teamNode}, node)).To(Succeed())
+				ready := false
+				for _, c := range node.Status.Conditions {
+					ready = ready || c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue
+				}
+				g.Expect(ready).To(BeTrue())
+			}, framework.PodTimeout, framework.Interval).Should(Succeed())
+			pod := elected(ns, "twice", "100m", map[string]string{protocol.ProxyPodSchedulingConstraintsAnnotation: `{"affinity":{"nodeAffinity":` +
+				`{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":` +
+				`[{"key":"` + protocol.ClusterNameLabel + `","operator":"NotIn","values":["` + framework.TargetName(2) + `"]}]}]}}}}`})
+			g.Expect(fleet.Source.Client.Create(ctx, pod)).To(Succeed())
+			return func(g Gomega) {
+				g.Expect(fleet.Source.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)).To(Succeed())
+				g.Expect(pod.Spec.NodeName).To(BeElementOf("admiralty-"+t1.Name, teamNode))
+				g.Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
+				candidates := candidatesOf(g, ctx, ns, pod.UID)
+				g.Expect(keys(candidates)).To(Equal([]string{t1.Name}))
+				g.Expect(candidates[t1.Name]).To(HaveLen(1), "one delegate")
+				g.Expect(candidates[t1.Name][0].Status.Phase).To(Equal(corev1.PodRunning))
+				eventOn(fleet.Source, pod, proxy.EventReasonDispatchFailed, "this cluster has the pod's candidate already, through target")(g)
+			}
+		}},
 		// Sources (a target's source controller).
 		{name: "a Source naming a missing ServiceAccount", do: func(_ *testing.T, g Gomega, ctx context.Context, ns string) func(Gomega) {
 			src := &multiclusterv1alpha1.Source{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ghost"},
