@@ -57,20 +57,6 @@ type sample struct {
 // dto is one metric family's samples.
 type dto struct{ samples []sample }
 
-// sum adds the samples whose labels match.
-func (d *dto) sum(match func(map[string]string) bool) float64 {
-	if d == nil {
-		return 0
-	}
-	total := 0.0
-	for _, s := range d.samples {
-		if match(s.labels) {
-			total += s.value
-		}
-	}
-	return total
-}
-
 // apiWrites is the number of write requests a cluster's kube-apiserver has
 // served (apiserver_request_total), from every client, in all and by
 // "VERB resource[/subresource]".
