@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
+	"github.com/flotilla-io/flotilla/pkg/controllers/feedback"
 	"github.com/flotilla-io/flotilla/pkg/protocol"
 	"github.com/flotilla-io/flotilla/test/framework"
 )
@@ -257,8 +258,9 @@ func TestSourcesCannotReachEachOther(t *testing.T) {
 	// A user of source A reaches delegates only through A's virtual node,
 	// and the virtual node only with A's identity: exec and logs on A's
 	// proxy pod reach A's delegate; a pod of another namespace of A bound
-	// by hand to A's virtual node, named as B's pod, is refused by the
-	// target (A's identity may not enter B's namespace).
+	// by hand to A's virtual node, named as B's pod, fails at home and its
+	// logs are refused by the target (A's identity may not enter B's
+	// namespace).
 	t.Run("through A's virtual node", func(t *testing.T) {
 		g := NewWithT(t)
 		ctx := t.Context()
@@ -277,8 +279,16 @@ func TestSourcesCannotReachEachOther(t *testing.T) {
 		forged.Spec.SchedulerName = protocol.ProxySchedulerName
 		forged.Spec.NodeName = framework.VirtualNode(a.ns, shared.Name)
 		create(t, a.source, forged)
+		// No delegate can run for it: it fails, as a pod its kubelet
+		// refuses (pkg/controllers/feedback).
+		g.Eventually(func(g Gomega) {
+			g.Expect(a.source.Client.Get(ctx, client.ObjectKeyFromObject(forged), forged)).To(Succeed())
+			g.Expect(forged.Status.Phase).To(Equal(corev1.PodFailed))
+			g.Expect(forged.Status.Reason).To(Equal(feedback.ReasonTargetNamespace))
+		}, framework.ShortTimeout, framework.Interval).Should(Succeed())
+		// Its logs (which kubectl still asks the virtual node for) are
+		// refused by the target all the same.
 		for _, args := range [][]string{
-			{"exec", "-n", b.ns, forged.Name, "--", "sh", "-c", "echo exec-ok in $FLOTILLA_SANDBOX_CLUSTER"},
 			{"logs", "-n", b.ns, forged.Name},
 		} {
 			out, err := a.source.Kubectl(ctx, args...)
