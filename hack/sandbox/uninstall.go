@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -170,18 +169,9 @@ func deleteObjects(ctx context.Context, c *framework.Cluster, objs []*unstructur
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp("", "flotilla-uninstall-*.yaml")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.Remove(f.Name()) }()
-	_, werr := f.Write(data)
-	if err := errors.Join(werr, f.Close()); err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if out, err := c.Kubectl(ctx, "delete", "--ignore-not-found", "--wait=false", "-f", f.Name()); err != nil {
+	if out, err := c.DeleteManifests(ctx, data, "--wait=false"); err != nil {
 		return fmt.Errorf("deleting the release's objects: %w: %s", err, out)
 	}
 	return nil

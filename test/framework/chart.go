@@ -76,6 +76,19 @@ func JoinManifests(objs []*unstructured.Unstructured) ([]byte, error) {
 // (field manager "flotilla-install"), with extra kubectl arguments such as
 // "--dry-run=server", and returns kubectl's output.
 func (c *Cluster) ApplyServerSide(ctx context.Context, manifests []byte, args ...string) (string, error) {
+	return c.kubectlManifests(ctx, manifests, append([]string{"apply", "--server-side", "--force-conflicts",
+		"--field-manager=flotilla-install"}, args...)...)
+}
+
+// DeleteManifests deletes the objects of manifests with `kubectl delete
+// --ignore-not-found`, with extra kubectl arguments, and returns kubectl's
+// output.
+func (c *Cluster) DeleteManifests(ctx context.Context, manifests []byte, args ...string) (string, error) {
+	return c.kubectlManifests(ctx, manifests, append([]string{"delete", "--ignore-not-found"}, args...)...)
+}
+
+// kubectlManifests runs kubectl with args and -f, a file holding manifests.
+func (c *Cluster) kubectlManifests(ctx context.Context, manifests []byte, args ...string) (string, error) {
 	f, err := os.CreateTemp("", "flotilla-manifests-*.yaml")
 	if err != nil {
 		return "", err
@@ -88,6 +101,5 @@ func (c *Cluster) ApplyServerSide(ctx context.Context, manifests []byte, args ..
 	if err := f.Close(); err != nil {
 		return "", err
 	}
-	return c.Kubectl(ctx, append([]string{"apply", "--server-side", "--force-conflicts",
-		"--field-manager=flotilla-install", "-f", f.Name()}, args...)...)
+	return c.Kubectl(ctx, append(args, "-f", f.Name())...)
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -212,4 +213,19 @@ func (c *Cluster) PortForwardEcho(ctx context.Context, namespace, pod string, po
 		return echoed, fmt.Errorf("reading through port-forward: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	return echoed, nil
+}
+
+// Events returns the notes of the events of reason regarding obj.
+func (c *Cluster) Events(ctx context.Context, obj client.Object, reason string) ([]string, error) {
+	list, err := c.Clientset.EventsV1().Events(obj.GetNamespace()).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing events in %s: %w", c.Name, err)
+	}
+	var out []string
+	for _, e := range list.Items {
+		if e.Regarding.UID == obj.GetUID() && e.Reason == reason {
+			out = append(out, e.Note)
+		}
+	}
+	return out, nil
 }

@@ -160,17 +160,7 @@ func (f *Fleet) startTarget(ctx context.Context, t *Cluster, root, binDir string
 		return err
 	}
 	// The source connects once the identity has its permissions.
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := waitFor(wctx, "ClusterSource of "+t.Name+" Ready", f.processes(), func(ctx context.Context) error {
-		if err := t.Client.Get(ctx, client.ObjectKeyFromObject(cs), cs); err != nil {
-			return err
-		}
-		if c := meta.FindStatusCondition(cs.Status.Conditions, multiclusterv1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
-			return fmt.Errorf("ClusterSource not Ready: %v", c)
-		}
-		return nil
-	}); err != nil {
+	if err := waitSourceReady(ctx, f.processes(), t, "ClusterSource of "+t.Name, cs, func() []metav1.Condition { return cs.Status.Conditions }); err != nil {
 		return err
 	}
 	kubeconfig, err := t.KubeconfigFor(token, t.Name)
@@ -226,6 +216,23 @@ func (f *Fleet) startSource(ctx context.Context, root, binDir string) error {
 		return err
 	}
 	return f.startScheduler("proxy-scheduler", filepath.Join(binDir, "proxy-scheduler"), cfg)
+}
+
+// waitSourceReady waits (a minute at most) for obj, a Source or
+// ClusterSource in t whose conditions conditions reads, to be Ready, unless
+// one of procs exits.
+func waitSourceReady(ctx context.Context, procs []*Process, t *Cluster, what string, obj client.Object, conditions func() []metav1.Condition) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return waitFor(ctx, what+" Ready", procs, func(ctx context.Context) error {
+		if err := t.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		if c := meta.FindStatusCondition(conditions(), multiclusterv1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+			return fmt.Errorf("%s not Ready: %v", what, c)
+		}
+		return nil
+	})
 }
 
 // startControllerManager runs a controller-manager whose metrics answer

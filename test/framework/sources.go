@@ -4,16 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -22,44 +19,6 @@ import (
 	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
 	"github.com/flotilla-io/flotilla/pkg/protocol"
 )
-
-// SetupSandboxWithSources is SetupSandbox for a sandbox that also has the
-// source clusters named sources (each with one node, like the default
-// source). A sandbox named by $FLOTILLA_SANDBOX must have them all.
-func SetupSandboxWithSources(ctx context.Context, targets int, sources []string, progress io.Writer) (*Sandbox, func() error, error) {
-	if dir := os.Getenv(EnvSandbox); dir != "" {
-		s, stop, err := SetupSandbox(ctx, targets, progress)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, name := range sources {
-			if s.clusterState(name) == nil {
-				return nil, nil, fmt.Errorf("$%s=%s has clusters %s; this suite also needs %s",
-					EnvSandbox, dir, strings.Join(s.ClusterNames(), ", "), strings.Join(sources, ", "))
-			}
-		}
-		return s, stop, nil
-	}
-	binDir, err := BinDir()
-	if err != nil {
-		return nil, nil, err
-	}
-	dir, err := os.MkdirTemp("", "flotilla-sandbox-")
-	if err != nil {
-		return nil, nil, err
-	}
-	cfg := DefaultConfig(dir, binDir, targets)
-	for _, name := range sources {
-		cfg.Clusters = append(cfg.Clusters, ClusterConfig{Name: name, Nodes: slices.Clone(cfg.Clusters[0].Nodes)})
-	}
-	cfg.Progress = progress
-	s, err := Up(ctx, cfg)
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, nil, err
-	}
-	return s, s.Down, nil
-}
 
 // Tenant is one source cluster's share of some targets: a namespace, in
 // which the source's elected pods may go to those targets, through a
@@ -225,17 +184,8 @@ func (f *SharedFleet) join(ctx context.Context, tn Tenant, target string) error 
 	if err := t.Client.Create(ctx, source); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating Source %s/%s in %s: %w", tn.Namespace, src.Name, t.Name, err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := waitFor(wctx, fmt.Sprintf("Source %s/%s of %s Ready", tn.Namespace, src.Name, t.Name), f.processes(), func(ctx context.Context) error {
-		if err := t.Client.Get(ctx, client.ObjectKeyFromObject(source), source); err != nil {
-			return err
-		}
-		if c := meta.FindStatusCondition(source.Status.Conditions, multiclusterv1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
-			return fmt.Errorf("source not Ready: %v", c)
-		}
-		return nil
-	}); err != nil {
+	what := fmt.Sprintf("Source %s/%s of %s", tn.Namespace, src.Name, t.Name)
+	if err := waitSourceReady(ctx, f.processes(), t, what, source, func() []metav1.Condition { return source.Status.Conditions }); err != nil {
 		return err
 	}
 	kubeconfig, err := t.KubeconfigFor(token, t.Name)

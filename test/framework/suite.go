@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/mod/modfile"
@@ -59,6 +60,13 @@ func BinDir() (string, error) {
 // otherwise a new one in a temporary folder. The returned stop function stops
 // only a sandbox that SetupSandbox started.
 func SetupSandbox(ctx context.Context, targets int, progress io.Writer) (*Sandbox, func() error, error) {
+	return SetupSandboxWithSources(ctx, targets, nil, progress)
+}
+
+// SetupSandboxWithSources is SetupSandbox for a sandbox that also has the
+// source clusters named sources (each with the default source's nodes). A
+// sandbox named by $FLOTILLA_SANDBOX must have them all.
+func SetupSandboxWithSources(ctx context.Context, targets int, sources []string, progress io.Writer) (*Sandbox, func() error, error) {
 	if dir := os.Getenv(EnvSandbox); dir != "" {
 		s, err := Load(dir)
 		if err != nil {
@@ -71,6 +79,7 @@ func SetupSandbox(ctx context.Context, targets int, progress io.Writer) (*Sandbo
 		for i := 1; i <= targets; i++ {
 			want = append(want, TargetName(i))
 		}
+		want = append(want, sources...)
 		for _, name := range want {
 			if s.clusterState(name) == nil {
 				return nil, nil, fmt.Errorf("$%s=%s has clusters %s; this suite needs %s",
@@ -88,6 +97,9 @@ func SetupSandbox(ctx context.Context, targets int, progress io.Writer) (*Sandbo
 		return nil, nil, err
 	}
 	cfg := DefaultConfig(dir, binDir, targets)
+	for _, name := range sources {
+		cfg.Clusters = append(cfg.Clusters, ClusterConfig{Name: name, Nodes: slices.Clone(cfg.Clusters[0].Nodes)})
+	}
 	cfg.Progress = progress
 	s, err := Up(ctx, cfg)
 	if err != nil {

@@ -112,13 +112,7 @@ func keys[V any](m map[string]V) []string {
 
 // events returns the messages of the events of reason on an object.
 func events(g Gomega, ctx context.Context, c *framework.Cluster, obj client.Object, reason string) []string {
-	list, err := c.Clientset.EventsV1().Events(obj.GetNamespace()).List(ctx, metav1.ListOptions{})
+	notes, err := c.Events(ctx, obj, reason)
 	g.Expect(err).NotTo(HaveOccurred())
-	var out []string
-	for _, e := range list.Items {
-		if e.Regarding.UID == obj.GetUID() && e.Reason == reason {
-			out = append(out, e.Note)
-		}
-	}
-	return out
+	return notes
 }
