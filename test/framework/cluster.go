@@ -154,7 +154,12 @@ func (c *Cluster) KubectlStreamUntil(ctx context.Context, want string, args ...s
 	if err := cmd.Start(); err != nil {
 		return "", err
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Kill()
+		if cmd.ProcessState == nil {
+			_ = cmd.Wait()
+		}
+	}()
 	var out strings.Builder
 	buf := make([]byte, 4096)
 	for !strings.Contains(out.String(), want) {
@@ -168,6 +173,9 @@ func (c *Cluster) KubectlStreamUntil(ctx context.Context, want string, args ...s
 		}
 	}
 	if !strings.Contains(out.String(), want) {
+		// stderr is complete only once kubectl has exited (its copy ends
+		// with Wait); at EOF of stdout it may not be yet.
+		_ = cmd.Wait()
 		return out.String(), fmt.Errorf("kubectl %s (cluster %s) did not print %q: %s", strings.Join(args, " "), c.Name, want, strings.TrimSpace(stderr.String()))
 	}
 	return out.String(), nil
@@ -189,7 +197,12 @@ func (c *Cluster) PortForwardEcho(ctx context.Context, namespace, pod string, po
 	if err := cmd.Start(); err != nil {
 		return "", err
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Kill()
+		if cmd.ProcessState == nil {
+			_ = cmd.Wait()
+		}
+	}()
 	// "Forwarding from 127.0.0.1:NNNNN -> <port>"
 	said, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
