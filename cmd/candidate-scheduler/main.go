@@ -22,7 +22,7 @@ import (
 )
 
 func main() {
-	command, err := scheduler.NewCommand("candidate-scheduler", app.WithPlugin(candidate.Name, candidate.New))
+	command, err := scheduler.NewCommand("candidate-scheduler", candidate.Withdrawn, app.WithPlugin(candidate.Name, candidate.New))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -27,7 +27,7 @@ import (
 
 func main() {
 	f := &fleet{}
-	command, err := scheduler.NewCommand("proxy-scheduler", app.WithPlugin(proxy.Name, proxy.NewFactory(f.start)))
+	command, err := scheduler.NewCommand("proxy-scheduler", nil, app.WithPlugin(proxy.Name, proxy.NewFactory(f.start)))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

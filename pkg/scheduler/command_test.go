@@ -1,10 +1,19 @@
 package scheduler
 
 import (
+	"context"
+	"slices"
 	"testing"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/features"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
 )
 
 // TestNewCommandFeatureGates: Flotilla's schedulers start without
@@ -20,7 +29,7 @@ func TestNewCommandFeatureGates(t *testing.T) {
 		{flag: string(gate) + "=true", want: true},
 		{flag: string(gate) + "=false", want: false},
 	} {
-		command, err := NewCommand("proxy-scheduler")
+		command, err := NewCommand("proxy-scheduler", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,5 +47,62 @@ func TestNewCommandFeatureGates(t *testing.T) {
 		if got := utilfeature.DefaultFeatureGate.Enabled(gate); got != tc.want {
 			t.Errorf("--feature-gates=%q: %s enabled %v, want %v", tc.flag, gate, got, tc.want)
 		}
+	}
+}
+
+// permitRejection is the status kube-scheduler's binding cycle hands to
+// the failure handler when a plugin rejects a pod waiting in Permit.
+func permitRejection(s *fwk.Status) *fwk.Status {
+	fitErr := &framework.FitError{
+		NumAllNodes: 1,
+		Diagnosis: framework.Diagnosis{
+			NodeToStatus:         framework.NewDefaultNodeToStatus(),
+			UnschedulablePlugins: sets.New(s.Plugin()),
+		},
+	}
+	fitErr.Diagnosis.NodeToStatus.Set("node-a", s)
+	return fwk.NewStatus(s.Code()).WithError(fitErr)
+}
+
+type doneQueue []types.UID
+
+func (q *doneQueue) Done(uid types.UID) { *q = append(*q, uid) }
+
+// TestQuietFailures: a failure that quiet picks only ends the pod's
+// scheduling in the queue; every other failure goes to kube-scheduler's
+// handler, which reports it and retries the pod.
+func TestQuietFailures(t *testing.T) {
+	released := fwk.NewStatus(fwk.Unschedulable, "released").WithPlugin("Candidate")
+	quiet := func(s *fwk.Status) bool { return s.Plugin() == "Candidate" && s.Message() == "released" }
+	cases := []struct {
+		name      string
+		quiet     Quiet
+		status    *fwk.Status
+		wantNext  bool
+		wantDones []types.UID
+	}{
+		{name: "picked: quiet", quiet: quiet, status: released, wantDones: []types.UID{"uid-1"}},
+		{name: "picked, rejected in Permit (a FitError): quiet", quiet: quiet, status: permitRejection(released), wantDones: []types.UID{"uid-1"}},
+		{name: "not picked, rejected in Permit: handled", quiet: quiet, status: permitRejection(fwk.NewStatus(fwk.Unschedulable, "rejected due to timeout").WithPlugin("Candidate")), wantNext: true},
+		{name: "not picked: handled", quiet: quiet, status: fwk.NewStatus(fwk.Unschedulable, "0/3 nodes are available").WithPlugin("NodeResourcesFit"), wantNext: true},
+		{name: "no status: handled", quiet: quiet, wantNext: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var queue doneQueue
+			nextCalled := false
+			next := func(context.Context, framework.Framework, *framework.QueuedPodInfo, *fwk.Status, *fwk.NominatingInfo, time.Time) {
+				nextCalled = true
+			}
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "candidate", UID: "uid-1"}}
+			info := &framework.QueuedPodInfo{PodInfo: &framework.PodInfo{Pod: pod}}
+			quietFailures(next, &queue, tc.quiet)(context.Background(), nil, info, tc.status, nil, time.Now())
+			if nextCalled != tc.wantNext {
+				t.Errorf("kube-scheduler's handler called: %v, want %v", nextCalled, tc.wantNext)
+			}
+			if !slices.Equal(queue, tc.wantDones) {
+				t.Errorf("Done(%v), want Done(%v)", queue, tc.wantDones)
+			}
+		})
 	}
 }

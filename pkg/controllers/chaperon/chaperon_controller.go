@@ -227,11 +227,28 @@ func (r *Reconciler) mirrorStatus(ctx context.Context, ch *multiclusterv1alpha1.
 	if err := r.syncAnnotations(ctx, ch, pod); err != nil {
 		return err
 	}
+	if ch.Status.Phase == "" && unscheduledAsCreated(pod) {
+		// Nothing to report yet, and most candidates are withdrawn in
+		// this state: the source reads a verdict from the reservation
+		// mark, or from the PodScheduled condition the scheduler sets on
+		// a pod that fits no node. Not writing saves a write per candidate.
+		return nil
+	}
 	changed, err := r.patchStatus(ctx, ch, *pod.Status.DeepCopy())
 	if changed {
 		ctrl.LoggerFrom(ctx).V(4).Info("Reported candidate pod status", "pod", klog.KObj(pod), "phase", pod.Status.Phase)
 	}
 	return err
+}
+
+// unscheduledAsCreated reports whether pod's status holds nothing but what
+// the API server gives every new pod (phase Pending, QoS class): no node,
+// no condition, no container.
+func unscheduledAsCreated(pod *corev1.Pod) bool {
+	return pod.Spec.NodeName == "" && pod.Status.Phase == corev1.PodPending &&
+		len(pod.Status.Conditions) == 0 && pod.Status.NominatedNodeName == "" &&
+		len(pod.Status.ContainerStatuses) == 0 && len(pod.Status.InitContainerStatuses) == 0 &&
+		pod.Status.Message == "" && pod.Status.Reason == ""
 }
 
 // syncAnnotations sets the chaperon's annotations on its pod and records

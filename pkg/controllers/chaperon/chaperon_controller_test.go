@@ -263,6 +263,28 @@ func TestReconcile(t *testing.T) {
 			wantWrites: []string{patchStatus},
 		},
 		{
+			name:    "new candidate, nothing to report yet: no write",
+			objs:    []client.Object{makeChaperon(), candidateOf(makeChaperon(), corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort})},
+			wantPod: candidateOf(makeChaperon(), corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort}),
+		},
+		{
+			name:       "new candidate found unschedulable: reported",
+			objs:       []client.Object{makeChaperon(), candidateOf(makeChaperon(), unschedulable("0/3 nodes are available", earlier))},
+			wantPod:    candidateOf(makeChaperon(), unschedulable("0/3 nodes are available", earlier)),
+			wantStatus: unschedulable("0/3 nodes are available", earlier),
+			wantWrites: []string{patchStatus},
+		},
+		{
+			name: "pending candidate after an earlier report: reported",
+			objs: []client.Object{
+				makeChaperon(withStatus(unschedulable("0/3 nodes are available", earlier))),
+				candidateOf(makeChaperon(), corev1.PodStatus{Phase: corev1.PodPending}),
+			},
+			wantPod:    candidateOf(makeChaperon(), corev1.PodStatus{Phase: corev1.PodPending}),
+			wantStatus: corev1.PodStatus{Phase: corev1.PodPending},
+			wantWrites: []string{patchStatus},
+		},
+		{
 			name:       "no write when equal",
 			objs:       []client.Object{makeChaperon(withStatus(running())), candidateOf(makeChaperon(), running())},
 			wantPod:    candidateOf(makeChaperon(), running()),

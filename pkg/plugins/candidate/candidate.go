@@ -205,7 +205,8 @@ func (pl *Candidate) Reserve(ctx context.Context, _ fwk.CycleState, pod *corev1.
 }
 
 // Unreserve releases the reservation and marks it released; a candidate
-// whose chaperon still exists offers itself again shortly.
+// whose chaperon still exists offers itself again shortly. A withdrawn
+// one (its chaperon deleted) is left to go.
 func (pl *Candidate) Unreserve(ctx context.Context, _ fwk.CycleState, pod *corev1.Pod, _ string) {
 	pl.mu.Lock()
 	r, ok := pl.reservations[pod.UID]
@@ -218,10 +219,26 @@ func (pl *Candidate) Unreserve(ctx context.Context, _ fwk.CycleState, pod *corev
 	if !ok {
 		return
 	}
+	_, err := pl.chaperon(ctx, r.chaperon)
+	if apierrors.IsNotFound(err) {
+		// Withdrawn (the proxy chose another target): no mark to write on
+		// a chaperon that is gone, and its candidate pod goes with it.
+		return
+	}
 	pl.setMark(r.chaperon, r.attempt, protocol.ReservationMark(r.attempt, ""))
-	if _, err := pl.chaperon(ctx, r.chaperon); err == nil {
+	if err == nil {
 		time.AfterFunc(retryAfterRelease, func() { pl.activate(r.chaperon) })
 	}
+}
+
+// Withdrawn reports whether a scheduling failure is this plugin's
+// rejection of a waiting candidate whose chaperon was deleted (the proxy
+// chose another target, or its proxy pod went): the chaperon controller is
+// deleting the pod, so the scheduler need not report the failure on it,
+// nor retry it (scheduler.Quiet). A chaperon merely missing from the cache
+// (ErrReasonNoChaperon) is not: the pod is retried when it appears.
+func Withdrawn(s *fwk.Status) bool {
+	return s != nil && s.Plugin() == Name && s.Code() == fwk.Unschedulable && s.Message() == ErrReasonReleased
 }
 
 // Permit holds the candidate until the proxy allows its reservation (an

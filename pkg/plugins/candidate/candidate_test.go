@@ -786,6 +786,31 @@ func TestPermitWaiting(t *testing.T) {
 	}
 }
 
+// TestWithdrawn: only the rejection of a waiting candidate whose chaperon
+// was deleted is a failure the scheduler keeps quiet about.
+func TestWithdrawn(t *testing.T) {
+	cases := []struct {
+		name   string
+		status *fwk.Status
+		want   bool
+	}{
+		{"released while waiting", fwk.NewStatus(fwk.Unschedulable, ErrReasonReleased).WithPlugin(Name), true},
+		{"no status", nil, false},
+		{"wait timed out", fwk.NewStatus(fwk.Unschedulable, "rejected due to timeout after waiting 1m0s at plugin Candidate").WithPlugin(Name), false},
+		{"chaperon not in the cache", fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonNoChaperon).WithPlugin(Name), false},
+		{"allow revoked", fwk.NewStatus(fwk.Unschedulable, ErrReasonRevoked).WithPlugin(Name), false},
+		{"another plugin", fwk.NewStatus(fwk.Unschedulable, ErrReasonReleased).WithPlugin("NodeResourcesFit"), false},
+		{"an error", fwk.NewStatus(fwk.Error, ErrReasonReleased).WithPlugin(Name), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Withdrawn(tc.status); got != tc.want {
+				t.Errorf("Withdrawn(%v) = %v, want %v", tc.status, got, tc.want)
+			}
+		})
+	}
+}
+
 // TestPermitTimeout: a candidate that waits past permitWaitTimeout is
 // rejected; its reservation is then released and it offers itself again.
 func TestPermitTimeout(t *testing.T) {
@@ -1299,8 +1324,12 @@ func TestNothingLeftBehind(t *testing.T) {
 					t.Fatalf("WaitOnPermit() = %+v, want Unschedulable", got)
 				}
 				e.unreserve(pod, nodeA)
-				// The release mark is tried, and finds the chaperon gone.
-				NewWithT(t).Eventually(e.recorded).WithTimeout(eventually).Should(ContainElement(markPatch(protocol.ReservationMark(1, ""))))
+				// No release mark for a chaperon that is gone (it would be
+				// a write answered 404), and no retry.
+				NewWithT(t).Consistently(e.recorded).WithTimeout(retryAfterRelease + 200*time.Millisecond).ShouldNot(ContainElement(markPatch(protocol.ReservationMark(1, ""))))
+				if got := e.activator.activated(); len(got) != 0 {
+					t.Errorf("activated %q, want none: the candidate was withdrawn", got)
+				}
 			},
 		},
 	}

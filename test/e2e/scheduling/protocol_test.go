@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	multiclusterv1alpha1 "github.com/flotilla-io/flotilla/pkg/apis/multicluster/v1alpha1"
+	"github.com/flotilla-io/flotilla/pkg/plugins/candidate"
 	"github.com/flotilla-io/flotilla/pkg/protocol"
 	"github.com/flotilla-io/flotilla/test/framework"
 )
@@ -42,6 +43,18 @@ func TestDeploymentRunsAcrossTargets(t *testing.T) {
 			g.Expect(p.Status.PodIP).NotTo(BeEmpty(), "the delegate's pod IP is fed back")
 		}
 	}, framework.PodTimeout, framework.Interval).Should(Succeed())
+
+	// Each pod had a candidate in both targets; the losers were withdrawn
+	// without the candidate scheduler reporting their rejection (a
+	// FailedScheduling Event and a status write each, for a pod on its way
+	// out: scheduler.Quiet).
+	for _, c := range fleet.Targets {
+		list, err := c.Clientset.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		for _, e := range list.Items {
+			g.Expect(e.Note).NotTo(ContainSubstring(candidate.ErrReasonReleased), "%s: %s %s on %s", c.Name, e.Reason, e.Note, e.Regarding.Name)
+		}
+	}
 
 	// Deleting a proxy pod deletes its delegate; the ReplicaSet makes a new one.
 	var proxies corev1.PodList
