@@ -35,6 +35,33 @@ for mod in . hack/tools/*/; do
   fi
 done
 
+# The tool modules that share Kubernetes' libraries with Flotilla pin the
+# same versions of them, so that a cold build compiles them once (README,
+# "Sandbox binaries"): compare the go.mod requirements the modules share.
+shared='^(k8s\.io/|sigs\.k8s\.io/(controller-runtime|json|yaml|structured-merge-diff)|golang\.org/x/(crypto|net|sys|term|text|sync|time|oauth2)|google\.golang\.org/|go\.opentelemetry\.io/|github\.com/prometheus/)'
+# requires prints "path version" for every module a go.mod requires, with
+# the version a replace directive gives it, if any.
+requires() {
+  awk '
+    /^replace \(/ { block = "replace"; next }
+    /^require \(/ { block = "require"; next }
+    /^\)/ { block = ""; next }
+    /^replace / { sub(/^replace /, ""); repl[$1] = $4; next }
+    /^require / { sub(/^require /, ""); req[$1] = $2; next }
+    block == "replace" && $2 == "=>" { repl[$1] = $4 }
+    block == "require" && NF >= 2 { req[$1] = $2 }
+    END { for (p in req) print p, (p in repl && repl[p] != "" ? repl[p] : req[p]) }
+  ' "$1" | grep -E "$shared" | sort
+}
+for mod in hack/tools/kubernetes hack/tools/kwok hack/tools/helm; do
+  drift=$(join <(requires go.mod) <(requires "$mod/go.mod") | awk -v m="$mod/go.mod" '$2 != $3 && $2 != "v0.0.0" && $3 != "v0.0.0" {print "  " $1 ": go.mod " $2 ", " m " " $3}')
+  if [[ -n $drift ]]; then
+    echo "$mod/go.mod pins other versions than go.mod of libraries they share (align them):" >&2
+    echo "$drift" >&2
+    fail=1
+  fi
+done
+
 if [[ $fail -ne 0 ]]; then
   echo "verify: FAILED" >&2
   exit 1
