@@ -10,9 +10,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apiserver/pkg/server"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 	cliflag "k8s.io/component-base/cli/flag"
 	"k8s.io/component-base/cli/globalflag"
@@ -114,7 +117,8 @@ func run(cmd *cobra.Command, opts *options.Options, quiet Quiet, plugins []app.O
 	gates.(featuregate.MutableFeatureGate).AddMetrics()
 	opts.ComponentGlobalsRegistry.AddMetrics()
 	if quiet != nil {
-		sched.FailureHandler = quietFailures(sched.FailureHandler, sched.SchedulingQueue, quiet)
+		gone := goneFrom(cc.InformerFactory.Core().V1().Pods().Lister())
+		sched.FailureHandler = quietFailures(sched.FailureHandler, sched.SchedulingQueue, quiet, gone)
 	}
 	return app.Run(ctx, cc, sched)
 }
@@ -125,18 +129,36 @@ type doneMarker interface {
 	Done(types.UID)
 }
 
-// quietFailures handles the failures quiet picks by only telling the queue
-// that the pod's scheduling is over (what kube-scheduler's own handler
-// does last), and passes the others to next.
-func quietFailures(next scheduler.FailureHandlerFn, queue doneMarker, quiet Quiet) scheduler.FailureHandlerFn {
+// quietFailures handles the failures quiet picks, and the rejections of
+// pods that are gone or going, by only telling the queue that the pod's
+// scheduling is over (what kube-scheduler's own handler does last), and
+// passes the others to next.
+func quietFailures(next scheduler.FailureHandlerFn, queue doneMarker, quiet Quiet, gone func(*corev1.Pod) bool) scheduler.FailureHandlerFn {
 	return func(ctx context.Context, f framework.Framework, podInfo *framework.QueuedPodInfo, status *fwk.Status, nominating *fwk.NominatingInfo, start time.Time) {
 		cause := pluginStatus(status)
-		if cause == nil || !quiet(cause) {
+		switch {
+		case cause != nil && quiet(cause):
+		case status != nil && status.IsRejected() && gone(podInfo.Pod):
+		default:
 			next(ctx, f, podInfo, status, nominating, start)
 			return
 		}
-		klog.FromContext(ctx).V(4).Info("Scheduling ended quietly", "pod", klog.KObj(podInfo.Pod), "plugin", cause.Plugin(), "reason", cause.Message())
+		klog.FromContext(ctx).V(4).Info("Scheduling ended quietly", "pod", klog.KObj(podInfo.Pod), "status", status.Message())
 		queue.Done(podInfo.Pod.UID)
+	}
+}
+
+// goneFrom reports, from the scheduler's pod informer, whether a pod is
+// deleted or being deleted: a pod deleted while it waited in Permit is
+// rejected by kube-scheduler itself, which would then report the failure
+// on a pod that is gone.
+func goneFrom(pods corelisters.PodLister) func(*corev1.Pod) bool {
+	return func(pod *corev1.Pod) bool {
+		current, err := pods.Pods(pod.Namespace).Get(pod.Name)
+		if apierrors.IsNotFound(err) {
+			return true
+		}
+		return err == nil && (current.UID != pod.UID || current.DeletionTimestamp != nil)
 	}
 }
 

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/features"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
@@ -68,24 +71,28 @@ type doneQueue []types.UID
 
 func (q *doneQueue) Done(uid types.UID) { *q = append(*q, uid) }
 
-// TestQuietFailures: a failure that quiet picks only ends the pod's
-// scheduling in the queue; every other failure goes to kube-scheduler's
-// handler, which reports it and retries the pod.
+// TestQuietFailures: a failure that quiet picks, or a rejection of a pod
+// that is gone, only ends the pod's scheduling in the queue; every other
+// failure goes to kube-scheduler's handler, which reports it and retries
+// the pod.
 func TestQuietFailures(t *testing.T) {
 	released := fwk.NewStatus(fwk.Unschedulable, "released").WithPlugin("Candidate")
+	removed := fwk.NewStatus(fwk.Unschedulable, "removed")
 	quiet := func(s *fwk.Status) bool { return s.Plugin() == "Candidate" && s.Message() == "released" }
 	cases := []struct {
-		name      string
-		quiet     Quiet
-		status    *fwk.Status
-		wantNext  bool
-		wantDones []types.UID
+		name     string
+		status   *fwk.Status
+		gone     bool
+		wantNext bool
 	}{
-		{name: "picked: quiet", quiet: quiet, status: released, wantDones: []types.UID{"uid-1"}},
-		{name: "picked, rejected in Permit (a FitError): quiet", quiet: quiet, status: permitRejection(released), wantDones: []types.UID{"uid-1"}},
-		{name: "not picked, rejected in Permit: handled", quiet: quiet, status: permitRejection(fwk.NewStatus(fwk.Unschedulable, "rejected due to timeout").WithPlugin("Candidate")), wantNext: true},
-		{name: "not picked: handled", quiet: quiet, status: fwk.NewStatus(fwk.Unschedulable, "0/3 nodes are available").WithPlugin("NodeResourcesFit"), wantNext: true},
-		{name: "no status: handled", quiet: quiet, wantNext: true},
+		{name: "picked: quiet", status: released},
+		{name: "picked, rejected in Permit (a FitError): quiet", status: permitRejection(released)},
+		{name: "not picked, rejected in Permit: handled", status: permitRejection(fwk.NewStatus(fwk.Unschedulable, "rejected due to timeout").WithPlugin("Candidate")), wantNext: true},
+		{name: "not picked: handled", status: fwk.NewStatus(fwk.Unschedulable, "0/3 nodes are available").WithPlugin("NodeResourcesFit"), wantNext: true},
+		{name: "pod deleted while waiting: quiet", status: permitRejection(removed), gone: true},
+		{name: "rejected, pod still there: handled", status: permitRejection(removed), wantNext: true},
+		{name: "an error, pod gone: handled", status: fwk.AsStatus(errors.New("binding: connection refused")), gone: true, wantNext: true},
+		{name: "no status: handled", wantNext: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,12 +103,49 @@ func TestQuietFailures(t *testing.T) {
 			}
 			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "candidate", UID: "uid-1"}}
 			info := &framework.QueuedPodInfo{PodInfo: &framework.PodInfo{Pod: pod}}
-			quietFailures(next, &queue, tc.quiet)(context.Background(), nil, info, tc.status, nil, time.Now())
+			gone := func(*corev1.Pod) bool { return tc.gone }
+			quietFailures(next, &queue, quiet, gone)(context.Background(), nil, info, tc.status, nil, time.Now())
 			if nextCalled != tc.wantNext {
 				t.Errorf("kube-scheduler's handler called: %v, want %v", nextCalled, tc.wantNext)
 			}
-			if !slices.Equal(queue, tc.wantDones) {
-				t.Errorf("Done(%v), want Done(%v)", queue, tc.wantDones)
+			var wantDones []types.UID
+			if !tc.wantNext {
+				wantDones = []types.UID{"uid-1"}
+			}
+			if !slices.Equal(queue, wantDones) {
+				t.Errorf("Done(%v), want Done(%v)", queue, wantDones)
+			}
+		})
+	}
+}
+
+func TestGoneFrom(t *testing.T) {
+	now := metav1.Now()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "candidate", UID: "uid-1"}}
+	deleting := pod.DeepCopy()
+	deleting.DeletionTimestamp = &now
+	replaced := pod.DeepCopy()
+	replaced.UID = "uid-2"
+	cases := []struct {
+		name     string
+		informer *corev1.Pod
+		want     bool
+	}{
+		{"there", pod, false},
+		{"being deleted", deleting, true},
+		{"deleted", nil, true},
+		{"replaced by a pod of the same name", replaced, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			indexer := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, toolscache.Indexers{})
+			if tc.informer != nil {
+				if err := indexer.Add(tc.informer); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := goneFrom(corelisters.NewPodLister(indexer))(pod); got != tc.want {
+				t.Errorf("gone = %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -71,6 +71,7 @@ type reservation struct {
 }
 
 var (
+	_ fwk.PreEnqueuePlugin = &Candidate{}
 	_ fwk.PostFilterPlugin = &Candidate{}
 	_ fwk.ReservePlugin    = &Candidate{}
 	_ fwk.PermitPlugin     = &Candidate{}
@@ -163,6 +164,20 @@ func (pl *Candidate) chaperon(ctx context.Context, nn types.NamespacedName) (*mu
 func chaperonKey(pod *corev1.Pod) (types.NamespacedName, bool) {
 	name := protocol.ChaperonOf(pod)
 	return types.NamespacedName{Namespace: pod.Namespace, Name: name}, name != ""
+}
+
+// ErrReasonDeleting gates a pod that is being deleted.
+const ErrReasonDeleting = "the pod is being deleted"
+
+// PreEnqueue keeps a pod that is being deleted out of the active queue: a
+// withdrawn candidate's deletion is an update that would otherwise bring it
+// back, only for kube-scheduler to skip it with a FailedScheduling Event
+// ("skip schedule deleting pod"), one more write per losing candidate.
+func (pl *Candidate) PreEnqueue(_ context.Context, pod *corev1.Pod) *fwk.Status {
+	if pod.DeletionTimestamp != nil {
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonDeleting)
+	}
+	return nil
 }
 
 // PostFilter runs when no node fits the candidate: a reservation mark left

@@ -786,6 +786,32 @@ func TestPermitWaiting(t *testing.T) {
 	}
 }
 
+// TestPreEnqueue: a pod being deleted (a withdrawn candidate) stays out of
+// the active queue; any other pod is let in.
+func TestPreEnqueue(t *testing.T) {
+	now := metav1.Now()
+	deleting := candidatePod()
+	deleting.DeletionTimestamp = &now
+	cases := []struct {
+		name string
+		pod  *corev1.Pod
+		want *fwk.Status
+	}{
+		{"candidate", candidatePod(), nil},
+		{"candidate being deleted", deleting, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonDeleting)},
+		{"not a candidate", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "plain"}}, nil},
+	}
+	pl := &Candidate{}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := pl.PreEnqueue(context.Background(), tc.pod)
+			if got.Code() != tc.want.Code() || got.Message() != tc.want.Message() {
+				t.Errorf("PreEnqueue() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 // TestWithdrawn: only the rejection of a waiting candidate whose chaperon
 // was deleted is a failure the scheduler keeps quiet about.
 func TestWithdrawn(t *testing.T) {
