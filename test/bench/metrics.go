@@ -177,6 +177,9 @@ func machineCPU() (busy, total float64, err error) {
 		return 0, 0, fmt.Errorf("/proc/stat: %q", line)
 	}
 	for i, f := range fields[1:] {
+		if i >= 8 { // guest, guest_nice: already counted in user, nice
+			break
+		}
 		v, err := strconv.ParseUint(f, 10, 64)
 		if err != nil {
 			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
@@ -224,7 +227,10 @@ func cpuUse(before, after cpuSample) (map[string]float64, float64) {
 	}
 	busy := 0.0
 	if d := after.total - before.total; d > 0 {
-		busy = (after.busy - before.busy) / d
+		// The kernel's idle count can step back a little (idle time
+		// accounted late on tickless cores), which would make a fully
+		// busy machine more than 100% busy.
+		busy = min(max((after.busy-before.busy)/d, 0), 1)
 	}
 	return use, busy
 }
