@@ -73,7 +73,9 @@ func (c *connection) setSummary(s *multiclusterv1alpha1.ClusterSummary) {
 func (c *connection) Key() Key                 { return c.key }
 func (c *connection) GetClient() client.Client { return c.cluster.GetClient() }
 func (c *connection) GetCache() cache.Cache    { return c.cluster.GetCache() }
-func (c *connection) GetConfig() *rest.Config  { return rest.CopyConfig(c.cluster.GetConfig()) }
+
+func (c *connection) GetAPIReader() client.Reader { return c.cluster.GetAPIReader() }
+func (c *connection) GetConfig() *rest.Config     { return rest.CopyConfig(c.cluster.GetConfig()) }
 
 func (c *connection) Health() Health {
 	c.mu.Lock()

@@ -68,6 +68,8 @@ type Cluster interface {
 	Key() Key
 	// GetClient reads from the shared cache and writes to the target.
 	GetClient() client.Client
+	// GetAPIReader reads from the target's API server, around the cache.
+	GetAPIReader() client.Reader
 	GetCache() cache.Cache
 	// GetConfig is the configuration the connection dials with (the
 	// source's identity in the target), for what a client cannot do, such

@@ -32,6 +32,7 @@ const Name = "Candidate"
 // Reasons in statuses.
 const (
 	ErrReasonNoChaperon  = "the candidate's PodChaperon is gone"
+	ErrReasonWithdrawn   = "the candidate's PodChaperon was deleted since Reserve (the proxy chose another target, or the proxy pod is gone)"
 	ErrReasonReleased    = "released by the proxy scheduler (another target was chosen, or the proxy pod is gone)"
 	ErrReasonRevoked     = "the proxy's allow mark is no longer current"
 	ErrReasonNotFollowed = "the ConfigMaps and Secrets the pod references are not in this cluster yet"
@@ -247,13 +248,23 @@ func (pl *Candidate) Unreserve(ctx context.Context, _ fwk.CycleState, pod *corev
 }
 
 // Withdrawn reports whether a scheduling failure is this plugin's
-// rejection of a waiting candidate whose chaperon was deleted (the proxy
-// chose another target, or its proxy pod went): the chaperon controller is
-// deleting the pod, so the scheduler need not report the failure on it,
-// nor retry it (scheduler.Quiet). A chaperon merely missing from the cache
-// (ErrReasonNoChaperon) is not: the pod is retried when it appears.
+// rejection of a candidate whose chaperon was deleted after Reserve found it
+// (the proxy chose another target, or its proxy pod went): the chaperon
+// controller is deleting the pod, so the scheduler need not report the
+// failure on it, nor retry it (scheduler.Quiet). A chaperon missing from the
+// cache at Reserve (ErrReasonNoChaperon) is not: the cache may be behind,
+// and the pod is retried when it appears.
 func Withdrawn(s *fwk.Status) bool {
-	return s != nil && s.Plugin() == Name && s.Code() == fwk.Unschedulable && s.Message() == ErrReasonReleased
+	if s == nil || s.Plugin() != Name {
+		return false
+	}
+	switch s.Message() {
+	case ErrReasonReleased:
+		return s.Code() == fwk.Unschedulable
+	case ErrReasonWithdrawn:
+		return s.Code() == fwk.UnschedulableAndUnresolvable
+	}
+	return false
 }
 
 // Permit holds the candidate until the proxy allows its reservation (an
@@ -269,8 +280,10 @@ func (pl *Candidate) Permit(ctx context.Context, _ fwk.CycleState, pod *corev1.P
 		return nil, 0
 	}
 	ch, err := pl.chaperon(ctx, r.chaperon)
-	if err != nil {
-		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonNoChaperon), 0
+	if apierrors.IsNotFound(err) {
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonWithdrawn), 0
+	} else if err != nil {
+		return fwk.AsStatus(fmt.Errorf("reading PodChaperon %s: %w", r.chaperon, err)), 0
 	}
 	if mayBind(ch, r.attempt) {
 		permitOutcomes.WithLabelValues("allowed").Inc()
@@ -403,7 +416,7 @@ func (pl *Candidate) PreBind(ctx context.Context, _ fwk.CycleState, pod *corev1.
 		ch := &multiclusterv1alpha1.PodChaperon{}
 		if err := pl.client.Get(ctx, r.chaperon, ch); err != nil {
 			if apierrors.IsNotFound(err) {
-				return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonNoChaperon)
+				return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonWithdrawn)
 			}
 			return fwk.AsStatus(fmt.Errorf("reading PodChaperon %s: %w", r.chaperon, err))
 		}
@@ -425,7 +438,7 @@ func (pl *Candidate) PreBind(ctx context.Context, _ fwk.CycleState, pod *corev1.
 		case apierrors.IsConflict(err):
 			continue
 		case apierrors.IsNotFound(err):
-			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonNoChaperon)
+			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonWithdrawn)
 		default:
 			return fwk.AsStatus(fmt.Errorf("marking PodChaperon %s binding: %w", r.chaperon, err))
 		}

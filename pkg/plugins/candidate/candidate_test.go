@@ -623,7 +623,7 @@ func TestPermit(t *testing.T) {
 			name:     "chaperon deleted since Reserve: rejected",
 			chaperon: makeChaperon(),
 			between:  func(t *testing.T, e *env) { e.remove(t, false) },
-			want:     status{Code: fwk.UnschedulableAndUnresolvable, Reasons: []string{ErrReasonNoChaperon}, Plugin: Name},
+			want:     status{Code: fwk.UnschedulableAndUnresolvable, Reasons: []string{ErrReasonWithdrawn}, Plugin: Name},
 		},
 		{
 			name:      "references a ConfigMap, allowed, not followed: wait",
@@ -823,7 +823,9 @@ func TestWithdrawn(t *testing.T) {
 		{"released while waiting", fwk.NewStatus(fwk.Unschedulable, ErrReasonReleased).WithPlugin(Name), true},
 		{"no status", nil, false},
 		{"wait timed out", fwk.NewStatus(fwk.Unschedulable, "rejected due to timeout after waiting 1m0s at plugin Candidate").WithPlugin(Name), false},
-		{"chaperon not in the cache", fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonNoChaperon).WithPlugin(Name), false},
+		{"chaperon not in the cache at Reserve", fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonNoChaperon).WithPlugin(Name), false},
+		{"chaperon deleted since Reserve", fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ErrReasonWithdrawn).WithPlugin(Name), true},
+		{"chaperon deleted since Reserve, other code", fwk.NewStatus(fwk.Unschedulable, ErrReasonWithdrawn).WithPlugin(Name), false},
 		{"allow revoked", fwk.NewStatus(fwk.Unschedulable, ErrReasonRevoked).WithPlugin(Name), false},
 		{"another plugin", fwk.NewStatus(fwk.Unschedulable, ErrReasonReleased).WithPlugin("NodeResourcesFit"), false},
 		{"an error", fwk.NewStatus(fwk.Error, ErrReasonReleased).WithPlugin(Name), false},
@@ -1075,7 +1077,7 @@ func TestPreBind(t *testing.T) {
 		}
 	}
 	revoked := status{Code: fwk.Unschedulable, Reasons: []string{ErrReasonRevoked}, Plugin: Name}
-	gone := status{Code: fwk.UnschedulableAndUnresolvable, Reasons: []string{ErrReasonNoChaperon}, Plugin: Name}
+	gone := status{Code: fwk.UnschedulableAndUnresolvable, Reasons: []string{ErrReasonWithdrawn}, Plugin: Name}
 	notFollowed := status{Code: fwk.Unschedulable, Reasons: []string{ErrReasonNotFollowed}, Plugin: Name}
 	cases := []struct {
 		name     string

@@ -162,9 +162,11 @@ func (pl *Proxy) create(ctx context.Context, key remote.Key, ch *multiclusterv1a
 	defer cancel()
 	err = c.Create(cctx, ch)
 	if apierrors.IsAlreadyExists(err) {
+		// Read it around the cache, which may not have it yet (another
+		// Target to the same cluster has just made it).
 		existing := &multiclusterv1alpha1.PodChaperon{}
-		if err := c.Get(cctx, client.ObjectKeyFromObject(ch), existing); err != nil {
-			return err
+		if err := cl.GetAPIReader().Get(cctx, client.ObjectKeyFromObject(ch), existing); err != nil {
+			return fmt.Errorf("reading the PodChaperon that exists already: %w", err)
 		}
 		if existing.Labels[protocol.ProxyPodUIDLabel] != ch.Labels[protocol.ProxyPodUIDLabel] {
 			return fmt.Errorf("PodChaperon %s/%s exists and belongs to another proxy pod", ch.Namespace, ch.Name)

@@ -104,7 +104,9 @@ var _ remote.Cluster = &fakeCluster{}
 func (c *fakeCluster) Key() remote.Key          { return c.key }
 func (c *fakeCluster) GetClient() client.Client { return c.client }
 func (c *fakeCluster) GetCache() cache.Cache    { return nil }
-func (c *fakeCluster) GetConfig() *rest.Config  { return &rest.Config{} }
+
+func (c *fakeCluster) GetAPIReader() client.Reader { return c.client }
+func (c *fakeCluster) GetConfig() *rest.Config     { return &rest.Config{} }
 
 func (c *fakeCluster) Health() remote.Health {
 	c.mu.Lock()
