@@ -70,10 +70,9 @@ func (c *connection) setSummary(s *multiclusterv1alpha1.ClusterSummary) {
 	c.summary = s
 }
 
-func (c *connection) Key() Key                 { return c.key }
-func (c *connection) GetClient() client.Client { return c.cluster.GetClient() }
-func (c *connection) GetCache() cache.Cache    { return c.cluster.GetCache() }
-
+func (c *connection) Key() Key                    { return c.key }
+func (c *connection) GetClient() client.Client    { return c.cluster.GetClient() }
+func (c *connection) GetCache() cache.Cache       { return c.cluster.GetCache() }
 func (c *connection) GetAPIReader() client.Reader { return c.cluster.GetAPIReader() }
 func (c *connection) GetConfig() *rest.Config     { return rest.CopyConfig(c.cluster.GetConfig()) }
 

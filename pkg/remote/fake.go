@@ -50,10 +50,9 @@ type FakeCluster struct {
 	client client.Client
 }
 
-func (f *FakeCluster) Key() Key                 { return f.key }
-func (f *FakeCluster) GetClient() client.Client { return f.client }
-func (f *FakeCluster) GetCache() cache.Cache    { return nil }
-
+func (f *FakeCluster) Key() Key                    { return f.key }
+func (f *FakeCluster) GetClient() client.Client    { return f.client }
+func (f *FakeCluster) GetCache() cache.Cache       { return nil }
 func (f *FakeCluster) GetAPIReader() client.Reader { return f.client }
 func (f *FakeCluster) GetConfig() *rest.Config {
 	f.fake.mu.Lock()

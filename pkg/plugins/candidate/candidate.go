@@ -36,6 +36,7 @@ const (
 	ErrReasonReleased    = "released by the proxy scheduler (another target was chosen, or the proxy pod is gone)"
 	ErrReasonRevoked     = "the proxy's allow mark is no longer current"
 	ErrReasonNotFollowed = "the ConfigMaps and Secrets the pod references are not in this cluster yet"
+	ErrReasonDeleting    = "the pod is being deleted"
 )
 
 // retryAfterRelease is how soon a candidate whose reservation ended
@@ -166,9 +167,6 @@ func chaperonKey(pod *corev1.Pod) (types.NamespacedName, bool) {
 	name := protocol.ChaperonOf(pod)
 	return types.NamespacedName{Namespace: pod.Namespace, Name: name}, name != ""
 }
-
-// ErrReasonDeleting gates a pod that is being deleted.
-const ErrReasonDeleting = "the pod is being deleted"
 
 // PreEnqueue keeps a pod that is being deleted out of the active queue: a
 // withdrawn candidate's deletion is an update that would otherwise bring it

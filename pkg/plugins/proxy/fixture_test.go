@@ -101,10 +101,9 @@ type fakeCluster struct {
 
 var _ remote.Cluster = &fakeCluster{}
 
-func (c *fakeCluster) Key() remote.Key          { return c.key }
-func (c *fakeCluster) GetClient() client.Client { return c.client }
-func (c *fakeCluster) GetCache() cache.Cache    { return nil }
-
+func (c *fakeCluster) Key() remote.Key             { return c.key }
+func (c *fakeCluster) GetClient() client.Client    { return c.client }
+func (c *fakeCluster) GetCache() cache.Cache       { return nil }
 func (c *fakeCluster) GetAPIReader() client.Reader { return c.client }
 func (c *fakeCluster) GetConfig() *rest.Config     { return &rest.Config{} }
 
