@@ -23,6 +23,9 @@ type Fake struct {
 	mu sync.Mutex
 	// Clients serve the targets, by key; a missing one connects with a nil client.
 	Clients map[Key]client.Client
+	// Readers answer GetAPIReader, by key; the key's client by default
+	// (one different from the client stands for a cache that lags).
+	Readers map[Key]client.Reader
 	// Healths are reported by the connections, by key; Ready by default.
 	Healths map[Key]Health
 	// Connected holds each connected key's fingerprint.
@@ -50,10 +53,17 @@ type FakeCluster struct {
 	client client.Client
 }
 
-func (f *FakeCluster) Key() Key                    { return f.key }
-func (f *FakeCluster) GetClient() client.Client    { return f.client }
-func (f *FakeCluster) GetCache() cache.Cache       { return nil }
-func (f *FakeCluster) GetAPIReader() client.Reader { return f.client }
+func (f *FakeCluster) Key() Key                 { return f.key }
+func (f *FakeCluster) GetClient() client.Client { return f.client }
+func (f *FakeCluster) GetCache() cache.Cache    { return nil }
+func (f *FakeCluster) GetAPIReader() client.Reader {
+	f.fake.mu.Lock()
+	defer f.fake.mu.Unlock()
+	if r, ok := f.fake.Readers[f.key]; ok {
+		return r
+	}
+	return f.client
+}
 func (f *FakeCluster) GetConfig() *rest.Config {
 	f.fake.mu.Lock()
 	defer f.fake.mu.Unlock()

@@ -198,7 +198,10 @@ func (h *Heartbeat) namespaces(ctx context.Context, cl remote.Cluster) (map[stri
 			continue
 		}
 		err = cl.GetClient().Delete(ctx, ch, client.Preconditions{UID: &ch.UID}, client.PropagationPolicy(metav1.DeletePropagationBackground))
-		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			continue // gone already (a cache re-watching may still list it), or replaced
+		}
+		if err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "Deleting a chaperon whose proxy pod is gone", "target", cl.Key().String(), "chaperon", client.ObjectKeyFromObject(ch))
 			out[ch.Namespace] = true
 			continue

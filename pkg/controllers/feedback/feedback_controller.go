@@ -112,10 +112,18 @@ func (r *Reconciler) reconcileStatus(ctx context.Context, pod *corev1.Pod) error
 	ch := &multiclusterv1alpha1.PodChaperon{}
 	name := types.NamespacedName{Namespace: pod.Namespace, Name: protocol.ChaperonName(pod)}
 	if err := cl.GetClient().Get(ctx, name, ch); err != nil {
-		if apierrors.IsNotFound(err) && cl.Health().Ready {
-			return r.deleteProxy(ctx, pod, fmt.Sprintf("its delegate's PodChaperon %s in target %s was deleted", name, key))
+		if !apierrors.IsNotFound(err) {
+			return err
 		}
-		return client.IgnoreNotFound(err)
+		// The cache may lag behind the target (e.g. re-watching after
+		// the target's API server came back) while the chaperon made
+		// before the binding exists: only its API server says it is gone.
+		if err := cl.GetAPIReader().Get(ctx, name, ch); err != nil {
+			if apierrors.IsNotFound(err) && cl.Health().Ready {
+				return r.deleteProxy(ctx, pod, fmt.Sprintf("its delegate's PodChaperon %s in target %s was deleted", name, key))
+			}
+			return client.IgnoreNotFound(err)
+		}
 	}
 	if ch.Labels[protocol.ProxyPodUIDLabel] != string(pod.UID) {
 		return nil

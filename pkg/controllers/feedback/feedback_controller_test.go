@@ -291,6 +291,9 @@ type env struct {
 	recorder *events.FakeRecorder
 	r        *Reconciler
 	writes   []string
+	// behind holds the targets whose cache has no chaperon yet: the
+	// cluster's client answers NotFound, its API reader answers.
+	behind map[remote.Key]bool
 }
 
 // newEnv starts a source with objs and the targets of allKeys with theirs;
@@ -306,6 +309,7 @@ func newEnv(t *testing.T, objs []client.Object, targets map[remote.Key][]client.
 	}
 	fleet := &remote.Fake{
 		Clients: map[remote.Key]client.Client{},
+		Readers: map[remote.Key]client.Reader{},
 		Healths: map[remote.Key]remote.Health{keyDown: {Ready: false, Reason: "Unreachable", Message: "no answer"}},
 	}
 	for _, key := range allKeys {
@@ -314,7 +318,14 @@ func newEnv(t *testing.T, objs []client.Object, targets map[remote.Key][]client.
 		}
 		e.targets[key] = fake.NewClientBuilder().WithScheme(protocol.Scheme).WithObjects(targets[key]...).
 			WithStatusSubresource(&multiclusterv1alpha1.PodChaperon{}).Build()
+		fleet.Readers[key] = e.targets[key]
 		fleet.Clients[key] = interceptor.NewClient(e.targets[key], interceptor.Funcs{
+			Get: func(ctx context.Context, c client.WithWatch, nn client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+				if _, ok := obj.(*multiclusterv1alpha1.PodChaperon); ok && e.behind[key] {
+					return apierrors.NewNotFound(multiclusterv1alpha1.GroupVersion.WithResource("podchaperons").GroupResource(), nn.Name)
+				}
+				return c.Get(ctx, nn, obj, opts...)
+			},
 			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
 				e.writes = append(e.writes, deletion(key.String(), obj, opts))
 				return c.Delete(ctx, obj, opts...)
@@ -455,6 +466,8 @@ func TestReconcileStatus(t *testing.T) {
 		// wantEvent is the type and reason of the one event expected,
 		// besides DelegateGone when the pod is gone.
 		wantEvent string
+		// behind: these targets' caches have no chaperon yet.
+		behind []remote.Key
 	}{
 		{
 			name:       "status fed back from the delegate",
@@ -492,6 +505,22 @@ func TestReconcileStatus(t *testing.T) {
 			name:       "no chaperon in its target: the delegate is gone, so is the proxy pod",
 			pod:        proxyPod(),
 			targets:    map[remote.Key][]client.Object{keyB: {chaperonOf("b1", ofProxy("previous-proxy-uid"), reporting(running()))}},
+			wantGone:   true,
+			wantWrites: []string{"delete source web-0 uid=proxy-uid"},
+		},
+		{
+			name:       "chaperon not in the cache yet, in its target: status fed back, the proxy pod stays",
+			pod:        proxyPod(),
+			targets:    map[remote.Key][]client.Object{keyA: {chaperonOf("a1", reporting(running()))}},
+			behind:     []remote.Key{keyA},
+			wantStatus: runningAsProxy(),
+			wantWrites: []string{"update source web-0/status"},
+		},
+		{
+			name:       "no chaperon in its target nor its cache: the proxy pod is deleted",
+			pod:        proxyPod(),
+			targets:    map[remote.Key][]client.Object{keyA: {}},
+			behind:     []remote.Key{keyA},
 			wantGone:   true,
 			wantWrites: []string{"delete source web-0 uid=proxy-uid"},
 		},
@@ -630,6 +659,10 @@ func TestReconcileStatus(t *testing.T) {
 			}
 			e := newEnv(t, objs, tc.targets)
 			before := e.chaperons(t)
+			e.behind = map[remote.Key]bool{}
+			for _, key := range tc.behind {
+				e.behind[key] = true
+			}
 
 			res, err := e.reconcile(t)
 			if err != nil {
