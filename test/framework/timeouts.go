@@ -26,6 +26,11 @@ const (
 const TargetLossTimeout = 10 * time.Second
 
 // RequeueTimeout is Flotilla's promise for a pending proxy pod once a
-// target gains room for it: it is scheduled there within this long (not
-// after the scheduler's periodic flush of unschedulable pods).
-const RequeueTimeout = 10 * time.Second
+// target gains room for it: it is scheduled there within this long, not
+// after the scheduler's periodic flush of unschedulable pods (5 min). The
+// virtual node's update requeues it at once, but a pod that failed many
+// times waits out the rest of its backoff first (kube-scheduler's
+// podMaxBackoffSeconds, 10 s by default), and the target's summary takes a
+// debounce period (1 s) and a watch to reach the source: 15 s in all (CI
+// once saw 10 s run out).
+const RequeueTimeout = 15 * time.Second
