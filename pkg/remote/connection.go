@@ -46,9 +46,12 @@ func NewCluster(key Key, cfg *rest.Config) (cluster.Cluster, error) {
 type connection struct {
 	key         Key
 	fingerprint string
+	cfg         *rest.Config
 	server      string
 	cluster     cluster.Cluster
 	cancel      context.CancelFunc
+	// done is closed once the connection is closed.
+	done <-chan struct{}
 
 	mu      sync.Mutex
 	health  Health
@@ -88,7 +91,10 @@ func (c *connection) close() {
 	forgetTarget(c.key)
 }
 
-func (c *connector) start(key Key, cfg *rest.Config, fingerprint string) (*connection, error) {
+// start opens a connection: its client and cache, and its probing. summary
+// seeds what the connection knows of the target's ClusterSummary until its
+// cache has read it (nil: nothing yet).
+func (c *connector) start(key Key, cfg *rest.Config, fingerprint string, summary *multiclusterv1alpha1.ClusterSummary) (*connection, error) {
 	cfg = rest.CopyConfig(cfg)
 	if cfg.QPS == 0 {
 		// client-go's default (5 QPS) would throttle a busy source's
@@ -108,7 +114,7 @@ func (c *connector) start(key Key, cfg *rest.Config, fingerprint string) (*conne
 	ctx, cancel := context.WithCancel(c.ctx)
 	logger := klog.FromContext(ctx).WithValues("target", key.String())
 	ctx = klog.NewContext(ctx, logger)
-	conn := &connection{key: key, fingerprint: fingerprint, server: cfg.Host, cluster: cl, cancel: cancel}
+	conn := &connection{key: key, fingerprint: fingerprint, cfg: cfg, server: cfg.Host, cluster: cl, cancel: cancel, done: ctx.Done(), summary: summary}
 	// The first probe is made before Connect returns, so that the first
 	// condition a user sees is already the truth.
 	conn.health = classify(probe.probe(ctx), cfg.Host)
@@ -126,12 +132,22 @@ func (c *connector) start(key Key, cfg *rest.Config, fingerprint string) (*conne
 	return conn, nil
 }
 
+// refreshAfter is how many probes in a row a target must fail for its
+// connection to be made anew when it answers again (see refresh); one
+// failed probe (a timeout on a busy machine) is not an outage.
+const refreshAfter = 2
+
 // probeLoop probes the target every interval until the connection closes,
-// publishing changes of readiness or reason.
+// publishing changes of readiness or reason. A target that answers again
+// after an outage gets a new connection (refresh).
 func (c *connector) probeLoop(ctx context.Context, conn *connection, probe *prober) {
 	logger := klog.FromContext(ctx)
 	ticker := time.NewTicker(c.opts.ProbeInterval)
 	defer ticker.Stop()
+	failed := 0
+	if !conn.Health().Ready {
+		failed = 1
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -152,11 +168,52 @@ func (c *connector) probeLoop(ctx context.Context, conn *connection, probe *prob
 		}
 		conn.health = h
 		conn.mu.Unlock()
+		if !h.Ready {
+			failed++
+		} else if failed >= refreshAfter && c.refresh(ctx, conn) {
+			return // the new connection took over, and said so
+		} else {
+			failed = 0
+		}
 		if changed {
 			logger.V(2).Info("Target health changed", "ready", h.Ready, "reason", h.Reason, "message", h.Message)
 			c.opts.OnHealthChange(conn.key, h)
 		}
 	}
+}
+
+// refresh replaces conn, whose target answers again after an outage, by a
+// new connection with the same configuration, and reports true once it
+// has (false: conn is no longer current, or the new one could not be made).
+// The cache's watches failed during the outage (connection refused; then,
+// as an API server starts, Forbidden until its authorizer has synced) and
+// client-go's reflectors retry them with a backoff that reaches 30-60 s: the
+// target would look ready while the cache stayed behind, unaware of
+// chaperons made or deleted since. A new cache lists and watches at once.
+// The new connection keeps the ClusterSummary last seen until its cache
+// reads it, so that the virtual node keeps its labels and capacity.
+func (c *connector) refresh(ctx context.Context, conn *connection) bool {
+	logger := klog.FromContext(ctx)
+	c.mu.Lock()
+	if c.conns[conn.key] != conn || c.ctx.Err() != nil {
+		c.mu.Unlock()
+		return false
+	}
+	fresh, err := c.start(conn.key, conn.cfg, conn.fingerprint, conn.Summary())
+	if err != nil {
+		c.mu.Unlock()
+		logger.Error(err, "Renewing the connection to the target that answers again; its cache catches up on its own")
+		return false
+	}
+	c.conns[conn.key] = fresh
+	conn.cancel()
+	connectionsOpen.Dec() // the target's metrics go on with the new connection
+	c.mu.Unlock()
+	h := fresh.Health()
+	logger.V(2).Info("Target answers again: connection renewed", "ready", h.Ready, "reason", h.Reason, "message", h.Message)
+	c.opts.OnHealthChange(conn.key, h)
+	c.opts.OnConnectionChange(conn.key)
+	return true
 }
 
 // watchSummary follows the target's ClusterSummary through the shared

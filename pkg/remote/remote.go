@@ -196,7 +196,7 @@ func (c *connector) connect(_ context.Context, key Key, cfg *rest.Config, finger
 	if c.ctx.Err() != nil {
 		return nil, changed, fmt.Errorf("connecting to %s: %w", key, c.ctx.Err())
 	}
-	conn, err := c.start(key, cfg, fingerprint)
+	conn, err := c.start(key, cfg, fingerprint, nil)
 	if err != nil {
 		return nil, changed, fmt.Errorf("connecting to %s: %w", key, err)
 	}

@@ -9,6 +9,10 @@
 // targets, and the Deployment is Available again within a minute; when the
 // target returns, the delegates that were replaced are removed there, and
 // nothing live is deleted. The measured times are logged.
+//
+// TestTargetBackFromALongOutage cuts the network between the source and a
+// target (a TCP link in between) for longer than client-go's watch backoff
+// takes to grow: pods for the target run within seconds of its return.
 package resilience
 
 import (
@@ -69,7 +73,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	defer func() { _ = os.RemoveAll(logDir) }()
+	if os.Getenv("FLOTILLA_KEEP_LOGS") != "" {
+		fmt.Fprintln(os.Stderr, "e2e: component logs in", logDir)
+	} else {
+		defer func() { _ = os.RemoveAll(logDir) }()
+	}
 	// Targets keep what an unseen source left for as long as they do by
 	// default (15 minutes): the outages here are shorter, and whatever is
 	// cleaned up is Flotilla's doing on the source's side.
