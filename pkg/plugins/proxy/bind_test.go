@@ -207,7 +207,15 @@ func TestPreBind(t *testing.T) {
 		{
 			name: "the candidate is deleted",
 			during: func(g *WithT, f *fixture, pod *corev1.Pod, _ <-chan *fwk.Status) {
-				eventually(g, func() any { return f.allowMark(keyTarget1, pod) }).Should(Equal("web-0-uid/1"))
+				// Seen by the plugin, not only written: the fake client's
+				// write returns before the fixture delivers it, which
+				// could bring the chaperon back after its deletion.
+				eventually(g, func() any {
+					if ch := f.pl.store.get(pod.UID)[keyTarget1]; ch != nil {
+						return ch.Annotations[protocol.AllowedAnnotation]
+					}
+					return ""
+				}).Should(Equal("web-0-uid/1"))
 				last := f.deleteChaperonSilently(keyTarget1, pod)
 				f.pl.observeDeleted(keyTarget1, f.cluster(keyTarget1), last)
 			},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -107,7 +108,8 @@ func (pl *Proxy) dispatch(ctx context.Context, uid types.UID) (bool, error) {
 		heldOff = maps.Clone(st.heldOff)
 	}
 	pl.mu.Unlock()
-	for _, t := range pl.eligible(pod, chs) {
+	targets := pl.eligible(pod, chs)
+	for _, t := range targets {
 		if _, ok := chs[t.key]; !ok && !now.Before(heldOff[t.key]) {
 			missing = append(missing, t)
 		}
@@ -143,6 +145,16 @@ func (pl *Proxy) dispatch(ctx context.Context, uid types.UID) (bool, error) {
 			} else {
 				delete(st.failures, t.key)
 			}
+		}
+		// A failure in a target that is out of the question now (not
+		// ready, tainted, ...) is forgotten: Filter says why it is out, and
+		// the pod is sent there anew once it is back. Kept, it would keep
+		// the pod from the target for good, as nothing retries it.
+		for key := range st.failures {
+			if now.Before(st.heldOff[key]) || slices.ContainsFunc(targets, func(t target) bool { return t.key == key }) {
+				continue
+			}
+			delete(st.failures, key)
 		}
 	}
 	pl.mu.Unlock()

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -97,6 +98,21 @@ type fakeCluster struct {
 	mu      sync.Mutex
 	health  remote.Health
 	summary *multiclusterv1alpha1.ClusterSummary
+	// failCreate is what creating a PodChaperon returns (nil: it works).
+	failCreate error
+}
+
+func (c *fakeCluster) createError() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.failCreate
+}
+
+// setFailCreate makes creating a PodChaperon return err from now on.
+func (c *fakeCluster) setFailCreate(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failCreate = err
 }
 
 var _ remote.Cluster = &fakeCluster{}
@@ -569,12 +585,12 @@ func newFixture(t *testing.T, args config.ProxyArgs, targets []targetSpec, pods 
 
 func (f *fixture) newCluster(s targetSpec) *fakeCluster {
 	raw := fake.NewClientBuilder().WithScheme(protocol.Scheme).WithStatusSubresource(&multiclusterv1alpha1.PodChaperon{}).Build()
-	cl := &fakeCluster{key: s.key, raw: raw, health: s.health, summary: s.summary}
+	cl := &fakeCluster{key: s.key, raw: raw, health: s.health, summary: s.summary, failCreate: s.failCreate}
 	cl.client = interceptor.NewClient(raw, interceptor.Funcs{
 		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 			cl.creates.Add(1)
-			if s.failCreate != nil {
-				return s.failCreate
+			if err := cl.createError(); err != nil {
+				return err
 			}
 			if obj.GetUID() == "" {
 				obj.SetUID(types.UID(s.key.String() + "/" + obj.GetName()))
@@ -629,6 +645,21 @@ func (f *fixture) newCluster(s targetSpec) *fakeCluster {
 func (f *fixture) deliverObject(cl *fakeCluster, obj client.Object) {
 	if ch, ok := obj.(*multiclusterv1alpha1.PodChaperon); ok {
 		f.pl.observe(cl.key, cl, ch.DeepCopy())
+	}
+}
+
+// setHealth changes a target's health and tells the plugin, as the
+// connector does when a probe finds a change.
+func (f *fixture) setHealth(key remote.Key, h remote.Health) {
+	cl := f.cluster(key)
+	cl.mu.Lock()
+	cl.health = h
+	cl.mu.Unlock()
+	f.fleet.mu.Lock()
+	subs := slices.Clone(f.fleet.subscribers)
+	f.fleet.mu.Unlock()
+	for _, fn := range subs {
+		fn(key)
 	}
 }
 

@@ -355,6 +355,64 @@ func TestPreEnqueueAfterFailedDispatch(t *testing.T) {
 		WithTimeout(eventuallyTimeout).WithPolling(pollInterval).Should(BeNumerically(">=", 2), "attempts to create the candidate")
 }
 
+// TestFailedDispatchForgottenWhileTheTargetIsAway: a candidate that could
+// not be created (the target stopped answering before its probe said so)
+// is not held against the target once it is out of the question, and when
+// it is back the pod is sent there at once, not let through with the old
+// failure (which nothing would retry any more).
+func TestFailedDispatchForgottenWhileTheTargetIsAway(t *testing.T) {
+	g := NewWithT(t)
+	pod := makeProxyPod(t, "web-0")
+	refused := errors.New("dial tcp 127.0.0.1:6443: connect: connection refused")
+	f := newFixture(t, defaultArgs(), []targetSpec{tgt(keyCluster2, failingCreate(refused))}, pod)
+	f.sendCandidates(pod, nil, 1)
+	failures := func() []string {
+		f.pl.mu.Lock()
+		defer f.pl.mu.Unlock()
+		var out []string
+		if st := f.pl.pods[pod.UID]; st != nil {
+			for k := range st.failures {
+				out = append(out, k.String())
+			}
+		}
+		return out
+	}
+	g.Expect(failures()).To(Equal([]string{"cluster-2"}))
+
+	// The probe notices: the workers' next try forgets the failure.
+	f.setHealth(keyCluster2, remote.Health{Reason: "Unreachable", Message: refused.Error(), Since: t0})
+	g.Eventually(failures).WithTimeout(eventuallyTimeout).WithPolling(pollInterval).Should(BeEmpty(), "failures kept")
+
+	// Back: the pod is activated and sends its candidate.
+	f.cluster(keyCluster2).setFailCreate(nil)
+	before := f.activator.count(pod.Name)
+	f.setHealth(keyCluster2, remote.Health{Ready: true, Reason: "Ready", Message: "connected", Since: t0})
+	g.Expect(f.activator.count(pod.Name)).To(BeNumerically(">", before), "activations")
+	if diff := cmp.Diff(listResult{Code: fwk.UnschedulableAndUnresolvable, Prefix: sendingPrefix, Items: []string{"cluster-2"}},
+		listResultOf(f.preEnqueue(pod), sendingPrefix)); diff != "" {
+		t.Errorf("PreEnqueue once the target is back (-want,+got):\n%s", diff)
+	}
+	g.Eventually(func() []string { return f.storeKeys(pod) }).
+		WithTimeout(eventuallyTimeout).WithPolling(pollInterval).Should(Equal([]string{"cluster-2"}), "candidates")
+}
+
+// TestFailedDispatchForgottenWhenTheTargetIsBack: a failure recorded while
+// the target looked ready goes as soon as the target becomes ready again,
+// however its workers' retries stand.
+func TestFailedDispatchForgottenWhenTheTargetIsBack(t *testing.T) {
+	pod := makeProxyPod(t, "web-0")
+	f := newFixture(t, defaultArgs(), []targetSpec{tgt(keyCluster2)}, pod)
+	f.pl.mu.Lock()
+	f.pl.pods[pod.UID] = &podState{pod: pod, failures: map[remote.Key]string{keyCluster2: "cannot create the candidate: connection refused"}}
+	f.pl.mu.Unlock()
+	f.setHealth(keyCluster2, remote.Health{Reason: "Unreachable", Message: "connection refused", Since: t0})
+	f.setHealth(keyCluster2, remote.Health{Ready: true, Reason: "Ready", Message: "connected", Since: t0})
+	if diff := cmp.Diff(listResult{Code: fwk.UnschedulableAndUnresolvable, Prefix: sendingPrefix, Items: []string{"cluster-2"}},
+		listResultOf(f.preEnqueue(pod), sendingPrefix)); diff != "" {
+		t.Errorf("PreEnqueue once the target is back (-want,+got):\n%s", diff)
+	}
+}
+
 // TestPreEnqueueVerdictTimeoutWakesPod: when candidateVerdictTimeout
 // passes without every verdict, the pod is activated (nothing else would
 // bring it back) and goes through.

@@ -78,6 +78,7 @@ func (pl *Proxy) targetChanged(ctx context.Context, key remote.Key) {
 		pl.watched[key] = conn
 		delete(pl.synced, key)
 		pl.ready[key] = conn.Health().Ready
+		pl.forgetFailuresLocked(key)
 		pl.mu.Unlock()
 		pl.store.forgetTarget(key)
 		pl.watchChaperons(ctx, key, conn)
@@ -96,9 +97,25 @@ func (pl *Proxy) targetChanged(ctx context.Context, key remote.Key) {
 	ready := conn.Health().Ready
 	becameReady := ready && !pl.ready[key]
 	pl.ready[key] = ready
+	if becameReady {
+		pl.forgetFailuresLocked(key)
+	}
 	pl.mu.Unlock()
 	if grew || becameReady {
 		pl.activateAll()
+	}
+}
+
+// forgetFailuresLocked forgets the failures to create candidates in key (a
+// target that is back, or connected anew), so that the pods activated next
+// are sent there again at once rather than at their next retry. A target
+// where a pod cannot start stays held off.
+func (pl *Proxy) forgetFailuresLocked(key remote.Key) {
+	now := pl.now()
+	for _, st := range pl.pods {
+		if _, failed := st.failures[key]; failed && !now.Before(st.heldOff[key]) {
+			delete(st.failures, key)
+		}
 	}
 }
 
