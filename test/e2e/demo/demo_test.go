@@ -5,6 +5,7 @@ package demo
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,9 +54,25 @@ func makeDemo(t *testing.T, root, dir, bin, target string) string {
 	cmd.Stdin = nil // non-interactive
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("make %s: %v\n%s", target, err, out)
+		t.Fatalf("make %s: %v\n%s%s", target, err, out, logTails(dir, 40))
 	}
 	return string(out)
+}
+
+// logTails is the end of every Flotilla component's log in the demo's
+// sandbox, for a failure to show what the components did.
+func logTails(dir string, lines int) string {
+	logs, _ := filepath.Glob(filepath.Join(dir, "*", "flotilla-*.log"))
+	var b strings.Builder
+	for _, l := range logs {
+		data, err := os.ReadFile(l)
+		if err != nil {
+			continue
+		}
+		all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+		fmt.Fprintf(&b, "\n==== last lines of %s\n%s\n", l, strings.Join(all[max(0, len(all)-lines):], "\n"))
+	}
+	return b.String()
 }
 
 func TestMakeDemo(t *testing.T) {
