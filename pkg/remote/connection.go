@@ -47,7 +47,6 @@ type connection struct {
 	key         Key
 	fingerprint string
 	cfg         *rest.Config
-	server      string
 	cluster     cluster.Cluster
 	cancel      context.CancelFunc
 	// done is closed once the connection is closed.
@@ -114,7 +113,7 @@ func (c *connector) start(key Key, cfg *rest.Config, fingerprint string, summary
 	ctx, cancel := context.WithCancel(c.ctx)
 	logger := klog.FromContext(ctx).WithValues("target", key.String())
 	ctx = klog.NewContext(ctx, logger)
-	conn := &connection{key: key, fingerprint: fingerprint, cfg: cfg, server: cfg.Host, cluster: cl, cancel: cancel, done: ctx.Done(), summary: summary}
+	conn := &connection{key: key, fingerprint: fingerprint, cfg: cfg, cluster: cl, cancel: cancel, done: ctx.Done(), summary: summary}
 	// The first probe is made before Connect returns, so that the first
 	// condition a user sees is already the truth.
 	conn.health = classify(probe.probe(ctx), cfg.Host)
@@ -154,7 +153,7 @@ func (c *connector) probeLoop(ctx context.Context, conn *connection, probe *prob
 			return
 		case <-ticker.C:
 		}
-		h := classify(probe.probe(ctx), conn.server)
+		h := classify(probe.probe(ctx), conn.cfg.Host)
 		if ctx.Err() != nil {
 			return
 		}

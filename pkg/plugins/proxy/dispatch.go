@@ -151,10 +151,9 @@ func (pl *Proxy) dispatch(ctx context.Context, uid types.UID) (bool, error) {
 		// the pod is sent there anew once it is back. Kept, it would keep
 		// the pod from the target for good, as nothing retries it.
 		for key := range st.failures {
-			if now.Before(st.heldOff[key]) || slices.ContainsFunc(targets, func(t target) bool { return t.key == key }) {
-				continue
+			if !slices.ContainsFunc(targets, func(t target) bool { return t.key == key }) {
+				st.forgetFailure(key, now)
 			}
-			delete(st.failures, key)
 		}
 	}
 	pl.mu.Unlock()

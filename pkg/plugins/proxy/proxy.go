@@ -113,6 +113,14 @@ type podState struct {
 	waitingFor remote.Key
 }
 
+// forgetFailure forgets the failure to create the pod's candidate in key,
+// unless the pod cannot start there (held off until then).
+func (st *podState) forgetFailure(key remote.Key, now time.Time) {
+	if !now.Before(st.heldOff[key]) {
+		delete(st.failures, key)
+	}
+}
+
 var (
 	_ fwk.PreEnqueuePlugin  = &Proxy{}
 	_ fwk.PreFilterPlugin   = &Proxy{}

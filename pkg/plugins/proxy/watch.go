@@ -113,9 +113,7 @@ func (pl *Proxy) targetChanged(ctx context.Context, key remote.Key) {
 func (pl *Proxy) forgetFailuresLocked(key remote.Key) {
 	now := pl.now()
 	for _, st := range pl.pods {
-		if _, failed := st.failures[key]; failed && !now.Before(st.heldOff[key]) {
-			delete(st.failures, key)
-		}
+		st.forgetFailure(key, now)
 	}
 }
 

@@ -94,18 +94,14 @@ func TestTargetBackFromALongOutage(t *testing.T) {
 	g.Eventually(runs(pinned("before")), framework.PodTimeout, framework.Interval).Should(Succeed())
 	l.Cut()
 	g.Eventually(func(g Gomega) {
-		var n corev1.Node
-		g.Expect(src.Client.Get(ctx, client.ObjectKey{Name: node}, &n)).To(Succeed())
-		g.Expect(ready(&n)).NotTo(Equal(corev1.ConditionTrue))
+		g.Expect(nodeReady(g, ctx, node)).NotTo(Equal(corev1.ConditionTrue))
 	}, framework.TargetLossTimeout, framework.Interval).Should(Succeed())
 	waiting := pinned("waiting")
 	time.Sleep(longOutage)
 
 	g.Expect(l.Restore()).To(Succeed())
 	g.Eventually(func(g Gomega) {
-		var n corev1.Node
-		g.Expect(src.Client.Get(ctx, client.ObjectKey{Name: node}, &n)).To(Succeed())
-		g.Expect(ready(&n)).To(Equal(corev1.ConditionTrue))
+		g.Expect(nodeReady(g, ctx, node)).To(Equal(corev1.ConditionTrue))
 	}, framework.ShortTimeout, framework.Interval).Should(Succeed())
 	readyAt := time.Now()
 	g.Eventually(runs(waiting), framework.ShortTimeout, framework.Interval).Should(Succeed())

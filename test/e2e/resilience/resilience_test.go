@@ -172,9 +172,7 @@ func TestTargetLossAndReturn(t *testing.T) {
 			})
 			node := "admiralty-" + victim.Name
 			g.Eventually(func(g Gomega) {
-				var n corev1.Node
-				g.Expect(src.Client.Get(ctx, client.ObjectKey{Name: node}, &n)).To(Succeed())
-				g.Expect(ready(&n)).NotTo(Equal(corev1.ConditionTrue))
+				g.Expect(nodeReady(g, ctx, node)).NotTo(Equal(corev1.ConditionTrue))
 			}, framework.TargetLossTimeout, framework.Interval).Should(Succeed())
 			notReadyAt := time.Now()
 
@@ -202,9 +200,7 @@ func TestTargetLossAndReturn(t *testing.T) {
 			restored = true
 			returnedAt := time.Now()
 			g.Eventually(func(g Gomega) {
-				var n corev1.Node
-				g.Expect(src.Client.Get(ctx, client.ObjectKey{Name: node}, &n)).To(Succeed())
-				g.Expect(ready(&n)).To(Equal(corev1.ConditionTrue))
+				g.Expect(nodeReady(g, ctx, node)).To(Equal(corev1.ConditionTrue))
 				now := delegates(g, ctx, ns)
 				g.Expect(now[victim.Name]).To(BeEmpty(), "replaced delegates left in %s", victim.Name)
 				var proxies corev1.PodList
@@ -275,6 +271,13 @@ func counts(m map[string][]corev1.Pod) map[string]int {
 func available(g Gomega, ctx context.Context, d *appsv1.Deployment) int32 {
 	g.Expect(fleet.Source.Client.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())
 	return d.Status.AvailableReplicas
+}
+
+// nodeReady is the Ready condition of the source's node name.
+func nodeReady(g Gomega, ctx context.Context, name string) corev1.ConditionStatus {
+	var n corev1.Node
+	g.Expect(fleet.Source.Client.Get(ctx, client.ObjectKey{Name: name}, &n)).To(Succeed())
+	return ready(&n)
 }
 
 func ready(n *corev1.Node) corev1.ConditionStatus {
